@@ -1,0 +1,155 @@
+"""The backend seam: one formula, written once against ``nx``, runs on numpy and on torch.
+
+Algorithms call ``nx = get_backend(x)`` and then only ``nx.*`` operations (the POT pattern), so the
+same code evaluates numpy arrays and torch tensors (any dtype, any device, with autograd). Hot
+loops on numpy inputs go one level down to the numba kernels in :mod:`sftheory._kernels`; the
+numpy backend formula is their reference implementation and parity tests compare the two.
+
+torch is imported lazily: importing sftheory never imports torch.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+from scipy import special as _sp_special
+
+from ._validation import is_torch
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+class NumpyBackend:
+    name = "numpy"
+    is_torch = False
+
+    def from_numpy(self, a: np.ndarray, like=None):
+        """Parameter array in the dtype of ``like`` (float32 inputs evaluate in float32)."""
+        if like is not None and like.dtype == np.float32:
+            return a.astype(np.float32)
+        return a
+
+    def to_numpy(self, a):
+        return np.asarray(a)
+
+    einsum = staticmethod(np.einsum)
+    exp = staticmethod(np.exp)
+    log = staticmethod(np.log)
+    sqrt = staticmethod(np.sqrt)
+
+    @staticmethod
+    def sum(a, axis=None, keepdims=False):
+        return np.sum(a, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def logsumexp(a, axis):
+        return _sp_special.logsumexp(a, axis=axis)
+
+    @staticmethod
+    def concat(arrays, axis=0):
+        return np.concatenate(arrays, axis=axis)
+
+    @staticmethod
+    def all_finite(a) -> bool:
+        return bool(np.all(np.isfinite(a)))
+
+    @staticmethod
+    def is_floating(a) -> bool:
+        return a.dtype in (np.float32, np.float64)
+
+
+class TorchBackend:
+    name = "torch"
+    is_torch = True
+
+    def __init__(self):
+        import torch
+
+        self.torch = torch
+
+    def from_numpy(self, a: np.ndarray, like=None):
+        t = self.torch.from_numpy(np.ascontiguousarray(a))
+        if like is not None:
+            t = t.to(dtype=like.dtype, device=like.device)
+        return t
+
+    def to_numpy(self, a):
+        return a.detach().cpu().numpy()
+
+    def einsum(self, spec, *ops):
+        return self.torch.einsum(spec, *ops)
+
+    def exp(self, a):
+        return self.torch.exp(a)
+
+    def log(self, a):
+        return self.torch.log(a)
+
+    def sqrt(self, a):
+        return self.torch.sqrt(a)
+
+    def sum(self, a, axis=None, keepdims=False):
+        if axis is None:
+            return a.sum()
+        return a.sum(dim=axis, keepdim=keepdims)
+
+    def logsumexp(self, a, axis):
+        return self.torch.logsumexp(a, dim=axis)
+
+    def concat(self, arrays, axis=0):
+        return self.torch.cat(arrays, dim=axis)
+
+    def all_finite(self, a) -> bool:
+        return bool(self.torch.isfinite(a).all())
+
+    def is_floating(self, a) -> bool:
+        return a.dtype in (self.torch.float32, self.torch.float64)
+
+
+_NUMPY = NumpyBackend()
+_TORCH: TorchBackend | None = None
+
+
+def get_backend(*arrays):
+    """The backend of the inputs: torch if any is a torch tensor, numpy otherwise."""
+    global _TORCH
+    if any(is_torch(a) for a in arrays):
+        if _TORCH is None:
+            _TORCH = TorchBackend()
+        return _TORCH
+    return _NUMPY
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# --- which implementation evaluates numpy inputs --------------------------------------------------
+_KERNEL = {"impl": "numba"}
+
+
+def kernel_impl() -> str:
+    """``"numba"`` (default) or ``"numpy"``: who evaluates mixtures on numpy inputs."""
+    return _KERNEL["impl"]
+
+
+@contextlib.contextmanager
+def use_kernels(impl: str):
+    """Context manager selecting the numpy-input implementation: ``"numba"`` or ``"numpy"``.
+
+    >>> with use_kernels("numpy"):   # the plain numpy reference formula
+    ...     pass
+    """
+    if impl not in ("numba", "numpy"):
+        raise ValueError(f"impl must be 'numba' or 'numpy', got {impl!r}")
+    old = _KERNEL["impl"]
+    _KERNEL["impl"] = impl
+    try:
+        yield
+    finally:
+        _KERNEL["impl"] = old

@@ -1,0 +1,195 @@
+"""The common interface of exact score models and the shared evaluation/dispatch machinery."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._validation import check_time
+from ..backend import get_backend, kernel_impl
+from ..processes import LinearSDE
+from . import _formulas
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How a marginal was made: p_t = law(X_t) with X_0 ~ base under ``process`` (m, v at t)."""
+
+    base: "ScoreModel"
+    process: LinearSDE
+    t: float
+    m: float
+    v: float
+
+
+def prepare_points(x, dim: int):
+    """Validate points; return (x2d, nx, out_shape_kind) with x2d of shape (N, dim).
+
+    Accepts numpy arrays / array-likes (int -> float64; float32 kept) and torch tensors
+    (float32/float64, any device). A 1-D array is N points when dim == 1; a scalar is one point
+    when dim == 1. ``out_shape_kind`` is "2d", "1d" or "0d" and shapes the outputs like the input.
+    """
+    nx = get_backend(x)
+    if nx.is_torch:
+        if not nx.is_floating(x):
+            raise ValueError(f"x must be a float32 or float64 tensor, got {x.dtype}")
+    else:
+        x = np.asarray(x)
+        if x.dtype.kind in "iub":
+            x = x.astype(np.float64)
+        elif x.dtype not in (np.float32, np.float64):
+            raise ValueError(f"x must be float32 or float64, got dtype {x.dtype}")
+    if x.ndim == 2:
+        if x.shape[1] != dim:
+            raise ValueError(f"x has shape {tuple(x.shape)}: expected (N, {dim}) points for a "
+                             f"model in dimension {dim}")
+        kind = "2d"
+    elif x.ndim == 1:
+        if dim != 1:
+            raise ValueError(f"x has shape {tuple(x.shape)}: a 1-D array means N points only for "
+                             f"dimension 1; pass shape (N, {dim})")
+        x = x[:, None]
+        kind = "1d"
+    elif x.ndim == 0:
+        if dim != 1:
+            raise ValueError(f"a scalar x is one point only in dimension 1; pass shape (N, {dim})")
+        x = x.reshape(1, 1)
+        kind = "0d"
+    else:
+        raise ValueError(f"x must have shape (N, {dim}), got {tuple(x.shape)}")
+    if not nx.all_finite(x):
+        raise ValueError("x contains NaN or infinite values")
+    return x, nx, kind
+
+
+def shape_outputs(kind: str, logp, score):
+    if kind == "2d":
+        return logp, score
+    if kind == "1d":
+        return logp, score[:, 0]
+    return logp[0], score[0, 0]
+
+
+class MixtureEvaluator:
+    """Parameters (means, whitening factors, log-normalizers) of a mixture, with per-backend caches.
+
+    ``kind="full"``: factor (K, d, d) lower-triangular whitening matrices;
+    ``kind="iso"``: factor (K,) scalars c_k with Sigma_k = c_k^{-2} I.
+    Numpy inputs run the numba kernel (or the reference formula under ``use_kernels("numpy")``);
+    torch inputs run the reference formula on the input's dtype and device.
+    """
+
+    def __init__(self, means: np.ndarray, factor: np.ndarray, lognorm: np.ndarray, kind: str):
+        self.means = np.ascontiguousarray(means, dtype=np.float64)
+        self.factor = np.ascontiguousarray(factor, dtype=np.float64)
+        self.lognorm = np.ascontiguousarray(lognorm, dtype=np.float64)
+        self.kind = kind
+        self._cache: dict = {}
+
+    def params_for(self, nx, like):
+        key = (nx.name, str(like.dtype), str(getattr(like, "device", "cpu")))
+        p = self._cache.get(key)
+        if p is None:
+            p = tuple(nx.from_numpy(a, like=like) for a in (self.means, self.factor, self.lognorm))
+            self._cache[key] = p
+        return p
+
+    def __call__(self, x, nx, impl: str | None = None):
+        impl = impl or kernel_impl()
+        means, factor, lognorm = self.params_for(nx, x)
+        if nx.is_torch or impl == "numpy":
+            return _formulas.mixture_logpdf_score_chunked(nx, x, means, factor, lognorm, self.kind)
+        from .._kernels.mixture import evaluate
+
+        return evaluate(x, means, factor, lognorm, self.kind)
+
+
+class ScoreModel(ABC):
+    """An exact probability law on R^d with closed-form log-density and score.
+
+    Public contract: ``logpdf(x)``, ``pdf(x)``, ``score(x)``, ``sample(n, seed=...)``, ``mean``,
+    ``cov``, ``marginal(process, t)`` (an object of the same family) and, on marginals,
+    ``posterior_mean(x)`` = E[X_0 | X_t = x]. Points x have shape (N, d); a 1-D array is N points
+    when d = 1. numpy in -> numpy out; torch in -> torch out (same dtype and device, autograd).
+    """
+
+    dim: int
+    provenance: Provenance | None = None
+
+    # ---- subclasses -------------------------------------------------------------------------
+    @abstractmethod
+    def _evaluator(self) -> MixtureEvaluator:
+        """The evaluator behind logpdf/score (models without a density raise here)."""
+
+    @abstractmethod
+    def _marginal(self, m: float, v: float) -> "ScoreModel":
+        """The law of m X + sqrt(v) Z, X ~ self, Z ~ N(0, I) independent."""
+
+    @abstractmethod
+    def sample(self, n: int, seed=None) -> np.ndarray:
+        """n independent draws, shape (n, d); ``seed`` is an int or a numpy Generator."""
+
+    @property
+    @abstractmethod
+    def mean(self) -> np.ndarray:
+        """Exact mean, shape (d,)."""
+
+    @property
+    @abstractmethod
+    def cov(self) -> np.ndarray:
+        """Exact covariance, shape (d, d)."""
+
+    # ---- shared -----------------------------------------------------------------------------
+    def logpdf_and_score(self, x, *, impl: str | None = None):
+        """(log p(x), grad log p(x)) in one pass; ``impl`` forces "numba" or "numpy" for numpy x."""
+        x2, nx, kind = prepare_points(x, self.dim)
+        logp, score = self._evaluator()(x2, nx, impl)
+        return shape_outputs(kind, logp, score)
+
+    def logpdf(self, x):
+        """log p(x), shape (N,)."""
+        return self.logpdf_and_score(x)[0]
+
+    def pdf(self, x):
+        """p(x), shape (N,)."""
+        logp = self.logpdf(x)
+        return get_backend(logp).exp(logp)
+
+    def score(self, x):
+        """grad_x log p(x), shape (N, d) (shape (N,) for a 1-D input in dimension 1)."""
+        return self.logpdf_and_score(x)[1]
+
+    def marginal(self, process: LinearSDE, t) -> "ScoreModel":
+        """p_t: the law of X_t when X_0 ~ self under ``process``, in closed form.
+
+        Returns an object of the same family whose ``posterior_mean`` gives E[X_0 | X_t = x].
+        """
+        if not isinstance(process, LinearSDE):
+            raise ValueError(f"process must be a sftheory.processes process, got {process!r}")
+        t = check_time(t)
+        m, v = process.conditional(t)
+        out = self._marginal(m, v)
+        out.provenance = Provenance(self, process, t, m, v)
+        return out
+
+    def posterior_mean(self, x):
+        """E[X_0 | X_t = x] by Tweedie's formula (only on objects made by ``marginal``).
+
+        See :func:`sftheory.models._formulas.tweedie_posterior_mean`.
+        """
+        prov = self.provenance
+        if prov is None:
+            raise ValueError("posterior_mean is defined for marginals: call "
+                             "model.marginal(process, t).posterior_mean(x)")
+        x2, nx, kind = prepare_points(x, self.dim)
+        if prov.v == 0.0:  # t = 0: X_0 = X_t (m = 1)
+            post = x2 / prov.m
+        else:
+            _, score = self._evaluator()(x2, nx)
+            post = _formulas.tweedie_posterior_mean(x2, score, prov.m, prov.v)
+        return shape_outputs(kind, post[:, 0], post)[1]
+
+    def __repr__(self):
+        return f"{type(self).__name__}(dim={self.dim})"
+

@@ -1,0 +1,171 @@
+"""Forward processes dX = f(t, X) dt + g(t) dW with linear drift f(t, x) = -kappa g(t)^2 x.
+
+Every process sftheory knows (OU, VP, VE and Song et al.'s geometric VE) has this form with a
+*constant* kappa. On the clock theta(t) = int_0^t g(s)^2 ds it becomes the time-homogeneous
+Ornstein-Uhlenbeck process dX = -kappa X dtheta + dW_theta ([OS] App. B.2: the diffusion schedule
+g is only a time change). So each process supplies g, theta, theta^{-1} and kappa, and every
+conditional law comes from the one formula :func:`ou_transition` on that clock.
+"""
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from .._refs import source
+from .._validation import check_seed, check_time, is_torch
+
+
+@source("OS", "App. B.2; standard OU transition", "core.processes.moments", "core.processes.time_change")
+def ou_transition(kappa: float, dtheta):
+    r"""Transition coefficients of dX = -kappa X dtheta + dW over a clock increment dtheta >= 0.
+
+    .. math::
+        X_{\theta+\Delta} \mid X_\theta = x \sim \mathcal N(m x, v I),\quad
+        m = e^{-\kappa\Delta},\quad v = \frac{1 - e^{-2\kappa\Delta}}{2\kappa}
+        \;(\kappa > 0),\qquad v = \Delta \;(\kappa = 0).
+
+    ``v`` uses ``expm1`` so that it keeps full relative precision for Delta -> 0 (t = 1e-8).
+
+    Source: [OS] App. B.2 (time change to the canonical clock); [SF] eq. (2) for the OU case.
+    """
+    dtheta = np.asarray(dtheta, dtype=np.float64)
+    if kappa == 0.0:
+        return np.ones_like(dtheta), dtheta.copy()
+    m = np.exp(-kappa * dtheta)
+    v = -np.expm1(-2.0 * kappa * dtheta) / (2.0 * kappa)
+    return m, v
+
+
+def _scalar(a):
+    a = np.asarray(a)
+    return a.item() if a.ndim == 0 else a
+
+
+class LinearSDE(ABC):
+    r"""A forward process dX_t = -kappa g(t)^2 X_t dt + g(t) dW_t in R^d (any d).
+
+    Subclasses define :meth:`diffusion` g(t), :meth:`clock` theta(t) = \int_0^t g^2,
+    :meth:`clock_inverse` and the constant :attr:`kappa`.
+
+    Time ``t`` is forward-diffusion time throughout sftheory.
+    """
+
+    kappa: float
+
+    # ---- what a subclass defines ------------------------------------------------------------
+    @abstractmethod
+    def diffusion(self, t):
+        """Diffusion coefficient g(t) (scalar or array of times)."""
+
+    @abstractmethod
+    def clock(self, t):
+        r"""Intrinsic clock theta(t) = \int_0^t g(s)^2 ds ([OS] App. B.2)."""
+
+    @abstractmethod
+    def clock_inverse(self, theta):
+        """The time t with clock(t) = theta."""
+
+    def clock_increment(self, s, t):
+        """theta(t) - theta(s); subclasses override with a cancellation-free form."""
+        return np.asarray(self.clock(t)) - np.asarray(self.clock(s))
+
+    # ---- derived, shared by every process ---------------------------------------------------
+    def drift_coef(self, t):
+        """a(t) with f(t, x) = -a(t) x; a(t) = kappa g(t)^2."""
+        return self.kappa * np.asarray(self.diffusion(t)) ** 2
+
+    def drift(self, t, x):
+        """f(t, x) = -kappa g(t)^2 x for points x of shape (N, d) (numpy or torch)."""
+        t = check_time(t)
+        return -float(self.drift_coef(t)) * x
+
+    def conditional(self, t):
+        """(m(t), v(t)) with X_t | X_0 = x0 ~ N(m(t) x0, v(t) I)."""
+        t = check_time(t)
+        m, v = ou_transition(self.kappa, self.clock(t))
+        return float(m), float(v)
+
+    def mean_coef(self, t) -> float:
+        """m(t) = exp(-kappa theta(t))."""
+        return self.conditional(t)[0]
+
+    def var(self, t) -> float:
+        """v(t), the conditional variance per coordinate."""
+        return self.conditional(t)[1]
+
+    def transition(self, s, t):
+        """(m, v) with X_t | X_s = x ~ N(m x, v I) for 0 <= s <= t."""
+        s = check_time(s, "s")
+        t = check_time(t)
+        if s > t:
+            raise ValueError(f"need s <= t, got s={s}, t={t}")
+        m, v = ou_transition(self.kappa, self.clock_increment(s, t))
+        return float(m), float(v)
+
+    def sample_transition(self, x, t, *, s: float = 0.0, seed=None):
+        """Exact draw of X_t given X_s = x (rows of x are independent particles)."""
+        m, v = self.transition(s, t)
+        if is_torch(x):
+            import torch
+
+            gen = None
+            if seed is not None:
+                gen = torch.Generator(device=x.device).manual_seed(int(seed))
+            noise = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
+            return m * x + math.sqrt(v) * noise
+        rng = check_seed(seed)
+        x = np.asarray(x, dtype=np.float64)
+        if not np.all(np.isfinite(x)):
+            raise ValueError("x contains NaN or infinite values")
+        return m * x + math.sqrt(v) * rng.standard_normal(x.shape)
+
+    def stationary_variance(self) -> float | None:
+        """Per-coordinate variance 1/(2 kappa) of the invariant law N(0, I/(2 kappa)); None if none.
+
+        The invariant law is reached as t -> oo only if theta(t) -> oo, true for every
+        process here.
+        """
+        return None if self.kappa == 0 else 1.0 / (2.0 * self.kappa)
+
+    def stationary(self, dim: int):
+        """The stationary law N(0, I / (2 kappa)) as a :class:`sftheory.models.Gaussian`.
+
+        Raises ValueError for processes without one (VE).
+        """
+        from ..models import Gaussian
+
+        var = self.stationary_variance()
+        if var is None:
+            raise ValueError(f"{self!r} has no stationary distribution (kappa = 0)")
+        return Gaussian(np.zeros(int(dim)), var)
+
+    def canonical(self) -> "LinearSDE":
+        """The same process on its clock theta: dX = -kappa X dtheta + dW ([OS] App. B.2).
+
+        ``self.conditional(t) == self.canonical().conditional(self.clock(t))``.
+        """
+        from .processes import OU, VE
+
+        return VE() if self.kappa == 0 else OU(a=self.kappa, sigma=1.0)
+
+    def time_change(self, t):
+        """Map forward time t to the canonical process's time theta(t); alias of :meth:`clock`."""
+        return _scalar(self.clock(t))
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self._params() == other._params()
+
+    def __hash__(self):
+        return hash((type(self).__name__, self._params()))
+
+    def _params(self) -> tuple:
+        return ()
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self._named_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def _named_params(self) -> dict:
+        return {}
