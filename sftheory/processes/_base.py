@@ -121,6 +121,25 @@ class LinearSDE(ABC):
             raise ValueError("x contains NaN or infinite values")
         return m * x + math.sqrt(v) * rng.standard_normal(x.shape)
 
+    @source("OS", "App. B.1 (Fokker-Planck equation of (1))", "core.models.fokker_planck")
+    def log_fokker_planck_rhs(self, t, x, grad_logp, lap_logp):
+        r"""The Fokker-Planck equation of this process written for log p_t at points x (N, d).
+
+        .. math::
+            \partial_t p = -\nabla\cdot(f p) + \tfrac{g^2}{2}\Delta p,\ f = -a(t)x
+            \;\Longrightarrow\;
+            \partial_t \log p = a(t)\,(d + x\cdot\nabla\log p)
+            + \tfrac{g(t)^2}{2}\big(\Delta\log p + |\nabla\log p|^2\big).
+
+        Returns the right-hand side, shape (N,). Source: [OS] App. B.1, first display.
+        """
+        t = check_time(t)
+        a = float(self.drift_coef(t))
+        g2 = float(self.diffusion(t)) ** 2
+        d = x.shape[1]
+        return (a * (d + (x * grad_logp).sum(axis=1))
+                + 0.5 * g2 * (lap_logp + (grad_logp * grad_logp).sum(axis=1)))
+
     def stationary_variance(self) -> float | None:
         """Per-coordinate variance 1/(2 kappa) of the invariant law N(0, I/(2 kappa)); None if none.
 
