@@ -40,22 +40,33 @@ def component_lognorm(log_weights: np.ndarray, logdet_u: np.ndarray, dim: int) -
 
 
 @source("SF", "Sec. 2 (Gaussian mixture score); log-sum-exp form", "core.kernels.parity",
-        "core.models.score_is_gradient")
-def mixture_logpdf_score(nx, x, means, factor, lognorm, kind: str):
-    r"""Log-density and score of a Gaussian mixture at points ``x`` (N, d).
+        "core.models.score_is_gradient", "core.models.tweedie")
+def mixture_logpdf_expect(nx, x, means, factor, lognorm, kind: str, off, mat):
+    r"""Log-density of a Gaussian mixture at points ``x`` (N, d) and the responsibility-weighted
+    average of per-component affine functions of the whitened residual.
 
     .. math::
-        \log p(x) = \operatorname{logsumexp}_k \Big(\ell_k - \tfrac12 |U_k (x - \mu_k)|^2\Big),
-        \qquad
-        \nabla \log p(x) = -\sum_k r_k(x)\, U_k^\top U_k (x - \mu_k),
+        \log p(x) = \operatorname{logsumexp}_k \big(\ell_k - \tfrac12 |z_k|^2\big),\quad
+        z_k = U_k (x - \mu_k),\qquad
+        E(x) = \sum_k r_k(x)\,\big(o_k + M_k z_k\big),
 
     with :math:`\ell_k = \log w_k + \log|\det U_k| - \tfrac d2 \log 2\pi`,
     :math:`U_k^\top U_k = \Sigma_k^{-1}` and responsibilities
-    :math:`r_k = \operatorname{softmax}_k(\ell_k - \tfrac12|U_k(x-\mu_k)|^2)`.
-    ``kind="full"``: ``factor`` is (K, d, d) lower-triangular U_k; ``kind="iso"``: ``factor`` is
-    (K,) with U_k = c_k I. A Gaussian is the case K = 1.
+    :math:`r_k = \operatorname{softmax}_k(\ell_k - \tfrac12|z_k|^2)`.
 
-    Source: [SF] Sec. 2 / [SM] eq. (5)-(6) (the empirical law is the iso case with equal weights).
+    * score :math:`\nabla\log p`: :math:`o_k = 0,\ M_k = -U_k^\top` (:func:`score_operands`);
+    * posterior mean :math:`E[X_0\mid X_t = x]` for :math:`X_0 \sim \sum_k w_k
+      \mathcal N(\mu^0_k, \Sigma^0_k)`: :math:`o_k = \mu^0_k,\ M_k = m\,\Sigma^0_k U_k^\top`
+      (:func:`posterior_operands`), the Gaussian conditional mean of each component
+      :math:`\mu^0_k + m\Sigma^0_k \Sigma_k^{-1}(x - m\mu^0_k)` — no cancellation at large t,
+      unlike Tweedie's :math:`(x + v\nabla\log p)/m`.
+
+    ``kind="full"``: ``factor`` (K, d, d) lower-triangular U_k, ``mat`` (K, d, d);
+    ``kind="iso"``: ``factor`` (K,) with U_k = c_k I, ``mat`` (K,) scalars. ``off`` (K, d) or None.
+    A Gaussian is the case K = 1; the empirical law's marginals are iso with equal weights.
+
+    Source: [SF] Sec. 2 (mixture scores); [SM] eq. (5)-(6), (14) (posterior mean of the empirical
+    law); Tweedie's formula for the posterior mean.
     """
     diff = x[:, None, :] - means[None, :, :]  # (N, K, d)
     if kind == "full":
@@ -66,33 +77,41 @@ def mixture_logpdf_score(nx, x, means, factor, lognorm, kind: str):
     logp = nx.logsumexp(logc, axis=1)
     resp = nx.exp(logc - logp[:, None])
     if kind == "full":
-        comp_score = -nx.einsum("kab,nka->nkb", factor, z)
+        vals = nx.einsum("kab,nkb->nka", mat, z)
     else:
-        comp_score = -(factor[None, :, None] * z)
-    score = nx.einsum("nk,nkd->nd", resp, comp_score)
-    return logp, score
+        vals = mat[None, :, None] * z
+    if off is not None:
+        vals = vals + off[None]
+    return logp, nx.einsum("nk,nkd->nd", resp, vals)
 
 
-def mixture_logpdf_score_chunked(nx, x, means, factor, lognorm, kind: str):
-    """:func:`mixture_logpdf_score` over chunks of points, so memory stays bounded for large N*K."""
+def score_operands(factor: np.ndarray, kind: str):
+    """(off, mat) that make :func:`mixture_logpdf_expect` return the score: 0 and -U_k^T."""
+    return None, (-np.swapaxes(factor, 1, 2) if kind == "full" else -factor)
+
+
+def posterior_operands(factor: np.ndarray, kind: str, prior_means: np.ndarray, prior_covs,
+                       m: float):
+    """(off, mat) for the posterior mean: mu0_k and m Sigma0_k U_k^T.
+
+    ``prior_covs``: (K, d, d) (full marginal) or (K,) isotropic variances (iso marginal; zero for
+    the empirical law, whose posterior mean is then sum_k r_k y_k exactly).
+    """
+    if kind == "full":
+        return prior_means, m * np.einsum("kab,kcb->kac", prior_covs, factor)
+    return prior_means, m * prior_covs * factor
+
+
+def mixture_logpdf_expect_chunked(nx, x, means, factor, lognorm, kind: str, off, mat):
+    """:func:`mixture_logpdf_expect` over chunks of points, so memory stays bounded for large N*K."""
     n, d = x.shape
     k = means.shape[0]
     chunk = max(1, _REF_CHUNK_ELEMS // max(1, k * d))
     if n <= chunk:
-        return mixture_logpdf_score(nx, x, means, factor, lognorm, kind)
-    parts = [mixture_logpdf_score(nx, x[i:i + chunk], means, factor, lognorm, kind)
+        return mixture_logpdf_expect(nx, x, means, factor, lognorm, kind, off, mat)
+    parts = [mixture_logpdf_expect(nx, x[i:i + chunk], means, factor, lognorm, kind, off, mat)
              for i in range(0, n, chunk)]
     return nx.concat([p[0] for p in parts]), nx.concat([p[1] for p in parts])
-
-
-@source("SF", "Tweedie's formula, Sec. 2; [SM] eq. (6), (14)", "core.models.tweedie", "sm.esf")
-def tweedie_posterior_mean(x, score, m: float, v: float):
-    r"""Posterior mean E[X_0 | X_t = x] = (x + v(t) \nabla\log p_t(x)) / m(t) (Tweedie).
-
-    For the empirical law under dX = dW (m = 1, v = t) this is [SM] eq. (6):
-    :math:`\hat x_t(x) = x + t\,\nabla \log p_t^{(n)}(x)`, i.e. ESF = (xhat - x)/t.
-    """
-    return (x + v * score) / m
 
 
 @source("SF", "Sec. 2 (perturbed Gaussian); [OS] App. F", "core.models.marginal_mc")

@@ -85,24 +85,30 @@ class MixtureEvaluator:
         self.factor = np.ascontiguousarray(factor, dtype=np.float64)
         self.lognorm = np.ascontiguousarray(lognorm, dtype=np.float64)
         self.kind = kind
+        self.score_ops = _formulas.score_operands(self.factor, kind)
         self._cache: dict = {}
 
-    def params_for(self, nx, like):
-        key = (nx.name, str(like.dtype), str(getattr(like, "device", "cpu")))
+    def _convert(self, nx, like, arrays, tag):
+        key = (tag, nx.name, str(like.dtype), str(getattr(like, "device", "cpu")))
         p = self._cache.get(key)
         if p is None:
-            p = tuple(nx.from_numpy(a, like=like) for a in (self.means, self.factor, self.lognorm))
+            p = tuple(None if a is None else nx.from_numpy(np.ascontiguousarray(a), like=like)
+                      for a in arrays)
             self._cache[key] = p
         return p
 
-    def __call__(self, x, nx, impl: str | None = None):
+    def __call__(self, x, nx, impl: str | None = None, ops=None, ops_tag="score"):
+        """(logpdf, sum_k r_k (off_k + mat_k z_k)); ``ops=(off, mat)`` defaults to the score."""
         impl = impl or kernel_impl()
-        means, factor, lognorm = self.params_for(nx, x)
+        off, mat = self.score_ops if ops is None else ops
+        means, factor, lognorm, off, mat = self._convert(
+            nx, x, (self.means, self.factor, self.lognorm, off, mat), ops_tag)
         if nx.is_torch or impl == "numpy":
-            return _formulas.mixture_logpdf_score_chunked(nx, x, means, factor, lognorm, self.kind)
+            return _formulas.mixture_logpdf_expect_chunked(nx, x, means, factor, lognorm,
+                                                           self.kind, off, mat)
         from .._kernels.mixture import evaluate
 
-        return evaluate(x, means, factor, lognorm, self.kind)
+        return evaluate(x, means, factor, lognorm, self.kind, off, mat)
 
 
 class ScoreModel(ABC):
@@ -173,21 +179,33 @@ class ScoreModel(ABC):
         out.provenance = Provenance(self, process, t, m, v)
         return out
 
-    def posterior_mean(self, x):
-        """E[X_0 | X_t = x] by Tweedie's formula (only on objects made by ``marginal``).
+    def _prior_components(self):
+        """(means (K, d), covs (K, d, d) or isotropic variances (K,)) of the law whose marginal
+        this is, aligned with this object's components."""
+        raise NotImplementedError
 
-        See :func:`sftheory.models._formulas.tweedie_posterior_mean`.
+    def posterior_mean(self, x, *, impl: str | None = None):
+        """E[X_0 | X_t = x] (only on objects made by ``marginal``), shape like ``score(x)``.
+
+        Each component's Gaussian conditional mean mu0_k + m Sigma0_k Sigma_k^{-1}(x - m mu0_k),
+        averaged with the responsibilities (:func:`~sftheory.models._formulas.mixture_logpdf_expect`).
+        It equals Tweedie's (x + v score(x)) / m but has no cancellation when m(t) is small.
         """
         prov = self.provenance
         if prov is None:
             raise ValueError("posterior_mean is defined for marginals: call "
                              "model.marginal(process, t).posterior_mean(x)")
         x2, nx, kind = prepare_points(x, self.dim)
-        if prov.v == 0.0:  # t = 0: X_0 = X_t (m = 1)
-            post = x2 / prov.m
-        else:
-            _, score = self._evaluator()(x2, nx)
-            post = _formulas.tweedie_posterior_mean(x2, score, prov.m, prov.v)
+        if prov.v == 0.0:  # t = 0: X_0 = X_t
+            return shape_outputs(kind, x2[:, 0], x2)[1]
+        ev = self._evaluator()
+        key = ("posterior", prov.m)
+        ops = getattr(self, "_post_ops", None)
+        if ops is None or ops[0] != key:
+            means0, covs0 = prov.base._prior_components()
+            ops = (key, _formulas.posterior_operands(ev.factor, ev.kind, means0, covs0, prov.m))
+            self._post_ops = ops
+        _, post = ev(x2, nx, impl, ops=ops[1], ops_tag="posterior")
         return shape_outputs(kind, post[:, 0], post)[1]
 
     def __repr__(self):

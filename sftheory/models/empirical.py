@@ -60,6 +60,9 @@ class EmpiricalDistribution(ScoreModel):
         return GaussianMixture._trusted(np.full(n, 1.0 / n), self._points, "iso",
                                         var=np.full(n, variance))
 
+    def _prior_components(self):
+        return self._points, np.zeros(self.n_points)
+
     def _marginal(self, m, v):
         if v == 0.0:
             return EmpiricalDistribution(m * self._points)

@@ -79,6 +79,9 @@ class Gaussian(ScoreModel):
             self._eval = MixtureEvaluator(self._mean[None], whiten, lognorm, "full")
         return self._eval
 
+    def _prior_components(self):
+        return self._mean[None], self._cov[None]
+
     def _marginal(self, m, v):
         mean, cov = _formulas.gaussian_marginal_params(self._mean, self._cov, m, v)
         return Gaussian._trusted(mean, cov)

@@ -159,6 +159,9 @@ class GaussianMixture(ScoreModel):
 
         return softmax(logc, axis=1)
 
+    def _prior_components(self):
+        return self._means, (self._var if self.kind == "iso" else self._cov_k)
+
     def _marginal(self, m, v):
         mu = m * self._means
         if self.kind == "iso":

@@ -20,6 +20,7 @@ from hypothesis.errors import InvalidArgument
 
 from ..models import EmpiricalDistribution, Gaussian, GaussianMixture
 from ..processes import OU, VE, VP
+from .random import rotation, spd_from
 
 
 def _check(cond: bool, msg: str):
@@ -45,11 +46,6 @@ def _counts(n, name) -> st.SearchStrategy[int]:
     return st.just(n)
 
 
-def _rotation(seed: int, dim: int) -> np.ndarray:
-    q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((dim, dim)))
-    return q * np.sign(np.diag(r))
-
-
 def spd_matrices(dim, *, min_eig: float = 0.1, max_eig: float = 10.0):
     """Symmetric positive definite (dim, dim) matrices with eigenvalues in [min_eig, max_eig].
 
@@ -62,9 +58,7 @@ def spd_matrices(dim, *, min_eig: float = 0.1, max_eig: float = 10.0):
     def build(draw):
         d = draw(_dims(dim))
         lam = np.array(draw(st.lists(st.floats(min_eig, max_eig), min_size=d, max_size=d)))
-        q = _rotation(draw(st.integers(0, 2**32 - 1)), d)
-        m = (q * lam) @ q.T
-        return 0.5 * (m + m.T)
+        return spd_from(lam, rotation(draw(st.integers(0, 2**32 - 1)), d))
 
     return build()
 
