@@ -18,6 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 BLOCK = 256  # points per block; each thread walks its blocks with one set of scratch arrays
+PARALLEL_MIN_WORK = 1 << 16  # N*K*d below which one thread is faster than waking the pool
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -122,6 +123,16 @@ def evaluate(x: np.ndarray, means, factor, lognorm, kind: str, off, mat):
     if off is None:
         off = np.zeros((0, d), dtype=means.dtype)
     kern = mixture_full if kind == "full" else mixture_iso
-    nthreads = min(numba.get_num_threads(), (n + BLOCK - 1) // BLOCK)
-    kern(x, means, factor, lognorm, off, mat, nthreads, out_lp, out_vec)
+    threads = numba.get_num_threads()
+    nthreads = min(threads, (n + BLOCK - 1) // BLOCK)
+    if nthreads > 1 and n * means.shape[0] * d >= PARALLEL_MIN_WORK:
+        kern(x, means, factor, lognorm, off, mat, nthreads, out_lp, out_vec)
+    else:
+        # small calls (an ODE solver's one point) run on the calling thread only: waking the
+        # pool costs more than the work, and far more when the cores are busy
+        numba.set_num_threads(1)
+        try:
+            kern(x, means, factor, lognorm, off, mat, 1, out_lp, out_vec)
+        finally:
+            numba.set_num_threads(threads)
     return out_lp, out_vec
