@@ -2,7 +2,6 @@
 
 >>> from sftheory.testing import strategies, assert_score_is_gradient, tolerances
 """
-from . import strategies as strategies
 from . import tolerances as tolerances
 from .asserts import assert_density_normalized as assert_density_normalized
 from .asserts import assert_fokker_planck as assert_fokker_planck
@@ -13,6 +12,17 @@ from .asserts import measure_backend_parity as measure_backend_parity
 from .asserts import measure_fokker_planck as measure_fokker_planck
 from .asserts import measure_normalization as measure_normalization
 from .asserts import measure_score_gradient as measure_score_gradient
+
+
+
+def __getattr__(name):
+    # strategies needs hypothesis (the `dev` extra); import it only when asked for
+    if name == "strategies":
+        from . import strategies
+
+        return strategies
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["strategies", "tolerances", "assert_density_normalized", "assert_fokker_planck",
            "assert_moments_match", "assert_score_is_gradient", "finite_difference_gradient",
