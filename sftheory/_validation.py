@@ -22,7 +22,7 @@ def check_time(t, name: str = "t", *, strictly_positive: bool = False) -> float:
         if t.ndim != 0:
             raise ValueError(f"{name} must be a scalar time, got an array of shape {t.shape}")
         t = t.item()
-    if not isinstance(t, numbers.Real):
+    if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {type(t).__name__}")
     t = float(t)
     if not math.isfinite(t):
@@ -99,6 +99,6 @@ def check_seed(seed) -> np.random.Generator:
 
 
 def check_count(n, name: str = "n") -> int:
-    if not isinstance(n, numbers.Integral) or n < 0:
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or n < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {n!r}")
     return int(n)

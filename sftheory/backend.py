@@ -13,8 +13,6 @@ import contextlib
 import math
 
 import numpy as np
-from scipy import special as _sp_special
-
 from ._validation import is_torch
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -43,8 +41,8 @@ class NumpyBackend:
         return np.sum(a, axis=axis, keepdims=keepdims)
 
     @staticmethod
-    def logsumexp(a, axis):
-        return _sp_special.logsumexp(a, axis=axis)
+    def max(a, axis):
+        return np.max(a, axis=axis)
 
     @staticmethod
     def concat(arrays, axis=0):
@@ -94,8 +92,8 @@ class TorchBackend:
             return a.sum()
         return a.sum(dim=axis, keepdim=keepdims)
 
-    def logsumexp(self, a, axis):
-        return self.torch.logsumexp(a, dim=axis)
+    def max(self, a, axis):
+        return self.torch.amax(a, dim=axis)
 
     def concat(self, arrays, axis=0):
         return self.torch.cat(arrays, dim=axis)
@@ -138,6 +136,12 @@ def kernel_impl() -> str:
     return _KERNEL["impl"]
 
 
+def check_impl(impl: str) -> str:
+    if impl not in ("numba", "numpy"):
+        raise ValueError(f"impl must be 'numba' or 'numpy', got {impl!r}")
+    return impl
+
+
 @contextlib.contextmanager
 def use_kernels(impl: str):
     """Context manager selecting the numpy-input implementation: ``"numba"`` or ``"numpy"``.
@@ -145,8 +149,7 @@ def use_kernels(impl: str):
     >>> with use_kernels("numpy"):   # the plain numpy reference formula
     ...     pass
     """
-    if impl not in ("numba", "numpy"):
-        raise ValueError(f"impl must be 'numba' or 'numpy', got {impl!r}")
+    check_impl(impl)
     old = _KERNEL["impl"]
     _KERNEL["impl"] = impl
     try:

@@ -74,15 +74,19 @@ def mixture_logpdf_expect(nx, x, means, factor, lognorm, kind: str, off, mat):
     else:
         z = factor[None, :, None] * diff
     logc = lognorm[None, :] - 0.5 * nx.sum(z * z, axis=2)  # (N, K)
-    logp = nx.logsumexp(logc, axis=1)
-    resp = nx.exp(logc - logp[:, None])
+    # weights relative to the largest term, normalized by their own sum: exp(logc - logsumexp)
+    # would carry an absolute rounding error eps |log p| into every responsibility
+    mx = nx.max(logc, axis=1)
+    w = nx.exp(logc - mx[:, None])
+    tot = nx.sum(w, axis=1)
+    logp = mx + nx.log(tot)
     if kind == "full":
         vals = nx.einsum("kab,nkb->nka", mat, z)
     else:
         vals = mat[None, :, None] * z
     if off is not None:
         vals = vals + off[None]
-    return logp, nx.einsum("nk,nkd->nd", resp, vals)
+    return logp, nx.einsum("nk,nkd->nd", w, vals) / tot[:, None]
 
 
 def score_operands(factor: np.ndarray, kind: str):

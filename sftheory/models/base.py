@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validation import check_time
-from ..backend import get_backend, kernel_impl
+from ..backend import check_impl, get_backend, kernel_impl
 from ..processes import LinearSDE
 from . import _formulas
 
@@ -99,7 +99,7 @@ class MixtureEvaluator:
 
     def __call__(self, x, nx, impl: str | None = None, ops=None, ops_tag="score"):
         """(logpdf, sum_k r_k (off_k + mat_k z_k)); ``ops=(off, mat)`` defaults to the score."""
-        impl = impl or kernel_impl()
+        impl = kernel_impl() if impl is None else check_impl(impl)
         off, mat = self.score_ops if ops is None else ops
         means, factor, lognorm, off, mat = self._convert(
             nx, x, (self.means, self.factor, self.lognorm, off, mat), ops_tag)
@@ -197,7 +197,8 @@ class ScoreModel(ABC):
                              "model.marginal(process, t).posterior_mean(x)")
         x2, nx, kind = prepare_points(x, self.dim)
         if prov.v == 0.0:  # t = 0: X_0 = X_t
-            return shape_outputs(kind, x2[:, 0], x2)[1]
+            post = x2 * 1.0  # a new array/tensor, never the caller's
+            return shape_outputs(kind, post[:, 0], post)[1]
         ev = self._evaluator()
         key = ("posterior", prov.m)
         ops = getattr(self, "_post_ops", None)

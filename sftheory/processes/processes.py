@@ -101,6 +101,9 @@ class VE(LinearSDE):
     def __init__(self, sigma: float | None = None):
         if sigma is not None:
             sigma = check_positive(sigma, "sigma")
+            if sigma < 1.0:
+                raise ValueError(f"VE(sigma) needs sigma >= 1 (g = sigma^t grows; sigma < 1 gives a "
+                                 f"bounded clock, not a variance-exploding process), got {sigma}")
             if sigma == 1.0:
                 sigma = None  # sigma^t = 1 is the plain VE process
         self.sigma = sigma

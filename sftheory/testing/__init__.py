@@ -18,9 +18,9 @@ from .asserts import measure_score_gradient as measure_score_gradient
 def __getattr__(name):
     # strategies needs hypothesis (the `dev` extra); import it only when asked for
     if name == "strategies":
-        from . import strategies
+        import importlib
 
-        return strategies
+        return importlib.import_module(f"{__name__}.strategies")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

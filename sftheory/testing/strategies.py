@@ -94,6 +94,7 @@ def gaussians(dim=st.integers(1, 3), *, mean_scale: float = 3.0, min_eig: float 
     Shrinks towards N(0, min_eig I) in the smallest dimension.
     """
     _check(mean_scale >= 0, "mean_scale must be >= 0")
+    _check(0 < min_eig <= max_eig < math.inf, f"need 0 < min_eig <= max_eig, got {min_eig}, {max_eig}")
     _check(set(cov_kinds) <= {"full", "diag", "iso"} and len(cov_kinds) > 0, f"bad cov_kinds {cov_kinds}")
 
     @st.composite
@@ -182,7 +183,8 @@ def diffusion_times(t_min: float = 1e-3, t_max: float = 5.0):
     """
     _check(0 < t_min <= t_max < math.inf, f"need 0 < t_min <= t_max, got {t_min}, {t_max}")
     lo, hi = math.log(t_min), math.log(t_max)
-    return st.floats(0.0, 1.0).map(lambda u: math.exp(hi - u * (hi - lo)))
+    # exp(log(t)) can miss t by an ulp: clamp so the bounds hold exactly
+    return st.floats(0.0, 1.0).map(lambda u: min(t_max, max(t_min, math.exp(hi - u * (hi - lo)))))
 
 
 def processes(kinds=("OU", "VP", "VE", "VE-geometric")):
