@@ -106,9 +106,14 @@ class MixtureEvaluator:
         if nx.is_torch or impl == "numpy":
             return _formulas.mixture_logpdf_expect_chunked(nx, x, means, factor, lognorm,
                                                            self.kind, off, mat)
-        from .._kernels.mixture import evaluate
+        from .._kernels import mixture as kernels
 
-        return evaluate(x, means, factor, lognorm, self.kind, off, mat)
+        key = ("layout", ops_tag, str(x.dtype))
+        layout = self._cache.get(key)
+        if layout is None:
+            layout = kernels.kernel_layout(means, factor, lognorm, self.kind, off, mat)
+            self._cache[key] = layout
+        return kernels.evaluate(x, layout)
 
 
 class ScoreModel(ABC):
