@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 
 import numpy as np
 
@@ -10,8 +11,9 @@ SIMPLEX_ATOL = 1e-9  # weights must sum to one to this accuracy; float64 inputs 
 
 
 def is_torch(x) -> bool:
-    mod = type(x).__module__
-    return mod.startswith("torch") and type(x).__name__ in ("Tensor", "Parameter")
+    """True for torch tensors (subclasses included); never imports torch itself."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def check_time(t, name: str = "t", *, strictly_positive: bool = False) -> float:
@@ -42,7 +44,8 @@ def check_positive(value, name: str) -> float:
 
 
 def as_float_array(a, name: str, *, ndim: int | tuple[int, ...] | None = None) -> np.ndarray:
-    """Parameter array: float64 (or float32 if given so), finite, of the given rank."""
+    """Parameter array as float64 (model parameters are always kept in float64), finite, of the
+    given rank."""
     if is_torch(a):
         a = a.detach().cpu().numpy()
     arr = np.asarray(a)

@@ -8,6 +8,9 @@ import sys
 def _cmd_validate(args) -> int:
     from .claims.runner import validate
 
+    if args.seed < 0:
+        print(f"error: --seed must be >= 0, got {args.seed}", file=sys.stderr)
+        return 2
     if args.device == "cuda":
         try:
             import torch
@@ -28,6 +31,9 @@ def _cmd_validate(args) -> int:
         print(f"  {r['id']:<{width}}  {r['verdict']:<18} {r['seconds']:7.2f} s")
     print(f"{len(res['records'])} checks in {res['seconds']} s: "
           + ", ".join(f"{v} {k}" for k, v in sorted(res["summary"].items())))
+    cov = res["catalogue"]
+    print(f"paper claims with a check: {cov['checked']} of {cov['paper_claims']} "
+          f"(the rest are planned; see the report)")
     print(f"report: {args.out}/index.html  records: {args.out}/results.json")
     crashed = [r["id"] for r in res["records"] if r["verdict"] == "crashed"]
     if crashed:

@@ -50,3 +50,22 @@ def test_console_script_entry_point():
     proc = subprocess.run([sys.executable, "-m", "sftheory.cli", "list", "--only", "sm."],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "sm.esf" in proc.stdout
+
+
+def test_validate_rejects_negative_seed(tmp_path, capsys):
+    assert main(["validate", "--only", "sm.esf", "--out", str(tmp_path), "--seed", "-1",
+                 "--no-progress"]) == 2
+    assert "--seed" in capsys.readouterr().err
+
+
+def test_results_record_catalogue_coverage_and_git_state(tmp_path):
+    from sftheory.claims.catalogue import load_catalogue
+
+    assert main(["validate", "--only", "sm.esf", "--out", str(tmp_path), "--no-progress"]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    cov = res["catalogue"]
+    assert cov["paper_claims"] == len(load_catalogue())
+    assert cov["checked"] + len(cov["unchecked"]) == cov["paper_claims"]
+    assert "sm.esf" not in {u["id"] for u in cov["unchecked"]}
+    assert "dirty" in res["env"] and "commit" in res["env"]
+    assert f"{cov['checked']} of {cov['paper_claims']}" in (tmp_path / "index.html").read_text()

@@ -44,37 +44,44 @@ def _eval_points(model, rng, n):
 
 
 # ---------------------------------------------------------------------------------------------
+def _moment_ode(proc, t0: float, t1: float, t_eval=None):
+    """Integrate m' = -a(t) m, v' = -2 a(t) v + g(t)^2 from (m, v) = (1, 0) at t0 (DOP853,
+    rtol 1e-12): the conditional law of X_t given X_{t0}, without any closed form."""
+    def rhs(t, y):
+        a = float(proc.drift_coef(t))
+        return [-a * y[0], -2 * a * y[1] + float(proc.diffusion(t)) ** 2]
+
+    return integrate.solve_ivp(rhs, (t0, t1), [1.0, 0.0], method="DOP853", rtol=1e-12,
+                               atol=1e-14, t_eval=t_eval)
+
+
 @claim("core.processes.moments",
-       title="Closed-form m(t), v(t) of every process solve the moment ODEs",
+       title="Closed-form m(t), v(t) and transitions of every process solve the moment ODEs",
        source="[SF] eq. (2); [OS] Sec. 2, App. B.2; [SM] Sec. 2")
 def check_moments(ctx: Context) -> Record:
-    r"""m' = -a(t) m, v' = -2 a(t) v + g(t)^2 (m(0) = 1, v(0) = 0) integrated by solve_ivp (DOP853,
-    rtol 1e-12) vs the closed forms; also Chapman-Kolmogorov for transition(s, t)."""
+    r"""m' = -a(t) m, v' = -2 a(t) v + g(t)^2 integrated numerically from t = 0 (and from s > 0 for
+    ``transition(s, t)``) vs the closed forms; plus Chapman-Kolmogorov for the transitions."""
     t_end = 1.0
     ts = np.linspace(0.0, t_end, 41)[1:]
     rows, worst = [], 0.0
     plt = _plot.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for proc in _processes():
-        def rhs(t, y, proc=proc):
-            a = float(proc.drift_coef(t))
-            return [-a * y[0], -2 * a * y[1] + float(proc.diffusion(t)) ** 2]
-
-        sol = integrate.solve_ivp(rhs, (0.0, t_end), [1.0, 0.0], method="DOP853", rtol=1e-12,
-                                  atol=1e-14, t_eval=ts)
+        sol = _moment_ode(proc, 0.0, t_end, ts)
         mv = np.array([proc.conditional(t) for t in ts])
         rel_m = np.max(np.abs(mv[:, 0] - sol.y[0]) / np.abs(sol.y[0]))
         rel_v = np.max(np.abs(mv[:, 1] - sol.y[1]) / np.abs(sol.y[1]))
-        # Chapman-Kolmogorov: (s -> t) then (t -> u) equals (s -> u)
         s, t, u = 0.13, 0.41, 0.87
+        sol_st = _moment_ode(proc, s, t)
         m1, v1 = proc.transition(s, t)
+        rel_st = max(abs(m1 - sol_st.y[0, -1]) / sol_st.y[0, -1], abs(v1 - sol_st.y[1, -1]) / sol_st.y[1, -1])
         m2, v2 = proc.transition(t, u)
         m3, v3 = proc.transition(s, u)
         ck = max(abs(m2 * m1 - m3) / m3, abs(m2 * m2 * v1 + v2 - v3) / v3)
         rows.append({"process": repr(proc), "max_rel_err_m": rel_m, "max_rel_err_v": rel_v,
-                     "chapman_kolmogorov_rel_err": ck})
+                     "transition_s_t_rel_err": rel_st, "chapman_kolmogorov_rel_err": ck})
         worst = max(worst, rel_m / tol.FLOW_ODE.rtol, rel_v / tol.FLOW_ODE.rtol,
-                    ck / tol.EXACT_FLOAT64.rtol)
+                    rel_st / tol.FLOW_ODE.rtol, ck / tol.EXACT_FLOAT64.rtol)
         axes[0].plot(ts, mv[:, 0], label=repr(proc))
         axes[0].plot(ts[::5], sol.y[0][::5], "k.", ms=3)
         axes[1].semilogy(ts, mv[:, 1], label=repr(proc))
@@ -88,7 +95,8 @@ def check_moments(ctx: Context) -> Record:
         claimed={"m, v": "closed forms solve the moment ODEs; transitions compose"},
         measured={"worst_error_over_tolerance": worst},
         tolerance={"ode": tol.FLOW_ODE.as_dict(), "composition": tol.EXACT_FLOAT64.as_dict()},
-        inputs={"t_grid": [float(ts[0]), t_end, len(ts)], "solver": "DOP853 rtol=1e-12"},
+        inputs={"t_grid": [float(ts[0]), t_end, len(ts)], "solver": "DOP853 rtol=1e-12",
+                "s_t_u": [0.13, 0.41, 0.87]},
         rows=rows, figures=[fig_path])
 
 
@@ -96,27 +104,32 @@ def check_moments(ctx: Context) -> Record:
        title="Every process is the canonical OU/BM on the clock theta(t) = int g^2 ([OS] App. B.2)",
        source="[OS] App. B.2")
 def check_time_change(ctx: Context) -> Record:
+    """[OS] App. B.2: X_t has the law of the canonical process dX = -kappa X dtheta + dW at
+    theta(t) = int_0^t g^2. Both laws come from their own moment ODEs (in t and in theta), never
+    from the closed forms; theta(t) is checked against quadrature of g^2, and the inverse clock
+    by a round trip."""
     rows, worst = [], 0.0
-    ts = np.array([1e-8, 1e-3, 0.1, 0.5, 1.0])
+    ts = np.array([1e-3, 0.1, 0.5, 1.0])
     for proc in _processes():
         quad = np.array([integrate.quad(lambda s: float(proc.diffusion(s)) ** 2, 0, t,
                                         epsabs=0, epsrel=1e-13)[0] for t in ts])
-        clock = np.array([proc.clock(t) for t in ts])
+        clock = np.array([float(proc.clock(t)) for t in ts])
         e_quad = np.max(np.abs(clock - quad) / quad)
         e_inv = np.max(np.abs(proc.clock_inverse(clock) - ts) / ts)
         can = proc.canonical()
-        e_law = max(max(abs(a - b) / abs(b) for a, b in zip(proc.conditional(t),
-                                                             can.conditional(float(proc.clock(t)))))
-                    for t in ts)
+        orig = _moment_ode(proc, 0.0, ts[-1], ts)
+        canon = _moment_ode(can, 0.0, clock[-1], clock)
+        e_law = float(max(np.max(np.abs(orig.y[i] - canon.y[i]) / np.abs(canon.y[i])) for i in (0, 1)))
         rows.append({"process": repr(proc), "canonical": repr(can), "clock_vs_quad": e_quad,
-                     "inverse_roundtrip": e_inv, "law_vs_canonical": e_law})
+                     "inverse_roundtrip": e_inv, "law_t_vs_canonical_law_theta": e_law})
         worst = max(worst, e_quad / tol.QUADRATURE.rtol, e_inv / tol.EXACT_FLOAT64.rtol,
-                    e_law / tol.EXACT_FLOAT64.rtol)
+                    e_law / tol.FLOW_ODE.rtol)
     return Record(
         "core.processes.time_change", verdict_within(worst <= 1.0),
         claimed={"statement": "law of X_t equals law of the canonical process at theta(t)"},
         measured={"worst_error_over_tolerance": worst},
-        tolerance={"clock": tol.QUADRATURE.as_dict(), "law": tol.EXACT_FLOAT64.as_dict()},
+        tolerance={"clock": tol.QUADRATURE.as_dict(), "inverse": tol.EXACT_FLOAT64.as_dict(),
+                   "law": tol.FLOW_ODE.as_dict()},
         inputs={"t": ts}, rows=rows)
 
 
@@ -130,7 +143,10 @@ def check_transition_sampling(ctx: Context) -> Record:
     x0 = np.array([[1.5, -0.5]])
     for proc in _processes():
         for s, t in ((0.0, 0.3), (0.2, 0.9)):
-            m, v = proc.transition(s, t)
+            # reference from the laws at s and t separately: m = m(t)/m(s), v = v(t) - m^2 v(s)
+            (ms, vs), (mt, vt) = proc.conditional(s), proc.conditional(t)
+            m = mt / ms
+            v = vt - m * m * vs
             xs = proc.sample_transition(np.repeat(x0, n, axis=0), t, s=s, seed=rng)
             mean, cov = m * x0[0], v * np.eye(2)
             z = max(np.abs(sft.asserts.mean_zscores(xs, mean, cov)).max(),
@@ -191,6 +207,8 @@ def check_normalization(ctx: Context) -> Record:
                 val, err = sft.measure_normalization(model.marginal(proc, t))
                 e = abs(val - 1.0)
                 ex = e / (tol.QUADRATURE.rtol + 10 * err)
+                if err > tol.QUADRATURE_MAX_ERR_ESTIMATE:
+                    ex = max(ex, np.inf)  # an integral the integrator does not vouch for fails
                 worst = max(worst, ex)
                 rows.append({"model": name, "process": repr(proc), "t": t, "integral": val,
                              "quad_error_estimate": err, "error_over_tol": ex})
@@ -227,8 +245,10 @@ def check_fokker_planck(ctx: Context) -> Record:
     return Record(
         "core.models.fokker_planck", verdict_within(worst <= 1.0),
         claimed={"d/dt log p_t": "a(t)(d + x.grad log p) + g^2/2 (lap log p + |grad log p|^2)"},
-        measured={"worst_error_over_tolerance": worst}, tolerance=tol.FOKKER_PLANCK.as_dict(),
-        rows=rows[:12], notes="all derivatives by central differences of logpdf (independent of score)")
+        measured={"worst_error_over_tolerance": worst, "cases": len(rows)},
+        tolerance=tol.FOKKER_PLANCK.as_dict(), inputs={"times": [0.05, 0.5], "seed": ctx.seed},
+        rows=rows[:12], notes="all derivatives by central differences of logpdf (independent of "
+                              "score); rows: the 12 worst cases")
 
 
 @claim("core.models.marginal_mc",
@@ -285,48 +305,68 @@ def check_marginal_mc(ctx: Context) -> Record:
         inputs={"n": n, "seed": ctx.seed}, rows=rows, figures=[fig_path])
 
 
+def _direct_posterior(weights, means, covs, m, v, x):
+    """E[X_0 | X_t = x] for X_0 ~ sum_k w_k N(mu_k, S_k), written out with scipy: responsibilities
+    from scipy.stats.multivariate_normal, each component conditioned by a linear solve."""
+    d = x.shape[1]
+    logc = np.stack([np.log(w) + stats.multivariate_normal(m * mu, m * m * S + v * np.eye(d)).logpdf(x)
+                     for w, mu, S in zip(weights, means, covs)], axis=-1).reshape(len(x), -1)
+    r = softmax(logc, axis=1)
+    comps = np.stack([mu + (m * S @ np.linalg.solve(m * m * S + v * np.eye(d), (x - m * mu).T)).T
+                      for mu, S in zip(means, covs)], axis=1)  # (N, K, d)
+    return np.einsum("nk,nkd->nd", r, comps)
+
+
 @claim("core.models.tweedie",
        title="posterior_mean(x) = E[X_0 | X_t = x] matches direct conditioning",
        source="Tweedie's formula; [SM] eq. (6), (14)")
 def check_tweedie(ctx: Context) -> Record:
+    """posterior_mean against direct conditioning written out with scipy (Gaussian, 3-component
+    mixtures of every covariance kind) and the softmax formula (empirical law); Tweedie's identity
+    (x + v score)/m against the same reference, allowing its cancellation 16 eps |x| / m."""
     rng = ctx.rng()
+    eps = np.finfo(float).eps
     rows, worst = [], 0.0
+    times = (1e-3, 0.3, 2.0)
     for d in (1, 2, 3):
-        g = random_gaussian(rng, d)
+        models = [("Gaussian", random_gaussian(rng, d))] + [
+            (f"Mixture[K=3,{kind}]", random_mixture(rng, 3, d, kind=kind)) for kind in ("iso", "diag", "full")]
         emp = EmpiricalDistribution(rng.uniform(-2, 2, size=(7, d)))
         for proc in _processes():
-            for t in (1e-3, 0.3, 2.0):
+            for t in times:
                 m, v = proc.conditional(t)
-                pg = g.marginal(proc, t)
-                x = _eval_points(pg, rng, 10)
-                # Gaussian conditioning: mu + m S (m^2 S + v I)^{-1} (x - m mu)
-                S, mu = g.cov, g.mean
-                direct = mu + (m * S @ np.linalg.solve(m * m * S + v * np.eye(d), (x - m * mu).T)).T
-                e1 = sft.asserts.compare(pg.posterior_mean(x), direct).excess(tol.EXACT_FLOAT64)
-                # empirical: softmax over -|x - m y_i|^2 / (2 v) of the y_i
+                for name, model in models:
+                    pt = model.marginal(proc, t)
+                    x = _eval_points(pt, rng, 10)
+                    if isinstance(model, Gaussian):
+                        w, mus, covs = [1.0], model.mean[None], model.cov[None]
+                    else:
+                        w, mus, covs = model.weights, model.means, model.covs
+                    direct = _direct_posterior(w, mus, covs, m, v, x)
+                    e1 = sft.asserts.compare(pt.posterior_mean(x), direct).excess(tol.EXACT_FLOAT64)
+                    meas_t = sft.asserts.compare((x + v * pt.score(x)) / m, direct)
+                    allow = (tol.EXACT_FLOAT64.atol + tol.EXACT_FLOAT64.rtol * meas_t.scale
+                             + 16 * eps * np.repeat(np.abs(x).max(1), d) / m)
+                    e3 = float(np.max(meas_t.err / allow))
+                    worst = max(worst, e1, e3)
+                    rows.append({"model": f"{name},d={d}", "process": repr(proc), "t": t, "m": m,
+                                 "posterior_err_over_tol": e1, "tweedie_identity_err_over_tol": e3})
                 pe = emp.marginal(proc, t)
                 xe = _eval_points(pe, rng, 10)
                 logits = -((xe[:, None, :] - m * emp.points[None]) ** 2).sum(-1) / (2 * v)
                 direct_e = softmax(logits, axis=1) @ emp.points
                 e2 = sft.asserts.compare(pe.posterior_mean(xe), direct_e).excess(tol.EXACT_FLOAT64)
-                # Tweedie's identity (x + v score)/m, which loses |x| eps / m to cancellation
-                tw = (x + v * pg.score(x)) / m
-                meas_t = sft.asserts.compare(tw, direct)
-                allow = (tol.EXACT_FLOAT64.atol + tol.EXACT_FLOAT64.rtol
-                         * (meas_t.scale + np.repeat(np.abs(x).max(1), d) / m))
-                e3 = float(np.max(meas_t.err / allow))
-                worst = max(worst, e1, e2, e3)
-                rows.append({"d": d, "process": repr(proc), "t": t, "m": m,
-                             "gaussian_err_over_tol": e1, "empirical_err_over_tol": e2,
-                             "tweedie_identity_err_over_tol": e3})
-    rows.sort(key=lambda r: -max(r["gaussian_err_over_tol"], r["empirical_err_over_tol"],
-                                 r["tweedie_identity_err_over_tol"]))
+                worst = max(worst, e2)
+                rows.append({"model": f"Empirical[n=7],d={d}", "process": repr(proc), "t": t, "m": m,
+                             "posterior_err_over_tol": e2})
+    rows.sort(key=lambda r: -max(r["posterior_err_over_tol"], r.get("tweedie_identity_err_over_tol", 0)))
     return Record(
         "core.models.tweedie", verdict_within(worst <= 1.0),
-        claimed={"posterior_mean": "(x + v score)/m == direct conditional expectation"},
-        measured={"worst_error_over_tolerance": worst}, tolerance=tol.EXACT_FLOAT64.as_dict(),
-        rows=rows[:10], notes="Tweedie's identity is checked with an allowance of |x| eps / m for "
-                               "its cancellation; posterior_mean itself has none")
+        claimed={"posterior_mean": "E[X_0 | X_t = x] by direct conditioning; equals (x + v score)/m"},
+        measured={"worst_error_over_tolerance": worst, "cases": len(rows)},
+        tolerance=tol.EXACT_FLOAT64.as_dict(), inputs={"times": times, "seed": ctx.seed},
+        rows=rows[:10], notes="Tweedie's identity is checked with an extra allowance 16 eps |x| / m "
+                              "for its cancellation; posterior_mean itself has none. Rows: the 10 worst.")
 
 
 @claim("core.kernels.parity",

@@ -177,12 +177,26 @@ def environment() -> dict:
         env["torch"] = torch.__version__
     except ImportError:
         env["torch"] = None
-    try:
-        env["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                       cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
-    except Exception:  # noqa: BLE001
-        env["commit"] = None
+    env.update(_git_state())
     return env
+
+
+def _git_state() -> dict:
+    """Commit and dirty flag of the checkout the package runs from, or None when the package is
+    not a tracked file of a git work tree (an installed wheel inside some other repository)."""
+    pkg = Path(__file__).resolve().parents[1]
+
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=pkg, timeout=10)
+
+    try:
+        if git("ls-files", "--error-unmatch", "__init__.py").returncode != 0:
+            return {"commit": None, "dirty": None}
+        commit = git("rev-parse", "HEAD").stdout.strip() or None
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".").stdout.strip())
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
 
 
 def verdict_within(ok: bool) -> str:

@@ -36,6 +36,7 @@ def validate(*, full: bool = False, only: str | None = None, out: str | Path = "
         counts[r.verdict] = counts.get(r.verdict, 0) + 1
     results = {
         "schema_version": SCHEMA_VERSION,
+        "catalogue": catalogue_coverage(),
         "mode": "full" if full else "quick",
         "only": only, "seed": seed, "device": device,
         "started": started, "seconds": round(time.perf_counter() - t0, 2),
@@ -45,6 +46,17 @@ def validate(*, full: bool = False, only: str | None = None, out: str | Path = "
     (out / "results.json").write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
     (out / "index.html").write_text(render_html(results, out))
     return results
+
+
+def catalogue_coverage() -> dict:
+    """How many of the papers' catalogued claims have a check, and where the rest are planned."""
+    from .catalogue import load_catalogue, roadmap_item
+    from .registry import load_all
+
+    reg = load_all()
+    cat = load_catalogue()
+    return {"paper_claims": len(cat), "checked": sum(1 for e in cat if e.id in reg),
+            "unchecked": [{"id": e.id, "planned": roadmap_item(e.id)} for e in cat if e.id not in reg]}
 
 
 _COLORS = {"confirmed": "#1a7f37", "reproduced": "#1a7f37", "corrected": "#9a6700",
@@ -69,6 +81,15 @@ def _table(rows: list[dict]) -> str:
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c, '')))}</td>" for c in cols)
                    + "</tr>" for r in rows)
     return f"<table class='rows'><tr>{head}</tr>{body}</table>"
+
+
+def _coverage_html(cov: dict | None) -> str:
+    if not cov or not cov["unchecked"]:
+        return ""
+    rows = "".join(f"<tr><td><code>{html.escape(u['id'])}</code></td><td>{html.escape(u['planned'])}</td></tr>"
+                   for u in cov["unchecked"])
+    return (f"<h3>Not checked yet ({len(cov['unchecked'])} ids)</h3>"
+            f"<table><tr><th>id</th><th>planned</th></tr>{rows}</table>")
 
 
 def render_html(results: dict, out: Path) -> str:
@@ -106,19 +127,23 @@ def render_html(results: dict, out: Path) -> str:
             + (f"<p><b>notes:</b> {e(r['notes'])}</p>" if r.get("notes") else "")
             + _table(r.get("rows", [])) + "".join(figs) + err + "</section>")
     env = results["env"]
+    cov = results.get("catalogue") or {"checked": 0, "paper_claims": 0}
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>sftheory validate</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}}
 table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}
 table.rows td{{font-size:12px}}img{{max-width:100%;border:1px solid #eee;margin:.3em 0}}
 section{{border-top:2px solid #ddd;margin-top:1.5em}}pre.err{{background:#fee;padding:.5em;overflow:auto}}</style>
 </head><body><h1>sftheory validate — {e(results['mode'])}</h1>
+<p><b>{cov['checked']} of {cov['paper_claims']} catalogued paper claims have a check in this
+version</b>; the others are listed below with the roadmap item that will check them.</p>
 <p>{summary} &middot; {len(recs)} checks in {results['seconds']} s &middot; seed {results['seed']}
 &middot; device {e(results['device'])} &middot; started {e(results['started'])}</p>
-<p><small>sftheory {e(str(env.get('sftheory')))}, commit {e(str(env.get('commit')))}, numpy {e(str(env.get('numpy')))},
+<p><small>sftheory {e(str(env.get('sftheory')))}, commit {e(str(env.get('commit')))}{' (with uncommitted changes)' if env.get('dirty') else ''}, numpy {e(str(env.get('numpy')))},
 numba {e(str(env.get('numba')))} ({env.get('numba_threads')} threads), torch {e(str(env.get('torch')))},
 {e(str(env.get('platform')))}. Records: <a href="results.json">results.json</a>.</small></p>
 <p><small>Verdicts: confirmed / refuted / corrected / reproduced / not-checkable-here are what the
 numbers say; "crashed" means the check itself failed to run.</small></p>
 <table><tr><th>id</th><th>claim</th><th>verdict</th><th>measured</th><th>s</th></tr>{''.join(rows)}</table>
+{_coverage_html(results.get("catalogue"))}
 {''.join(sections)}</body></html>
 """

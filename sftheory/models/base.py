@@ -32,8 +32,10 @@ def prepare_points(x, dim: int):
     """
     nx = get_backend(x)
     if nx.is_torch:
-        if not nx.is_floating(x):
+        if x.is_complex() or x.dtype in (nx.torch.float16, nx.torch.bfloat16):
             raise ValueError(f"x must be a float32 or float64 tensor, got {x.dtype}")
+        if not x.is_floating_point():  # integers and booleans, as for numpy: float64
+            x = x.to(nx.torch.float64)
     else:
         x = np.asarray(x)
         if x.dtype.kind in "iub":

@@ -9,14 +9,16 @@ from .base import MixtureEvaluator, ScoreModel
 from .mixture import GaussianMixture
 
 
-@source("SM", "eq. (5)-(6), (14), (19)", "sm.esf", "core.models.tweedie")
+@source("SM", "Sec. 2; eq. (6), (14), (19)", "sm.esf", "core.models.tweedie")
 class EmpiricalDistribution(ScoreModel):
     r"""The uniform law :math:`\frac1n\sum_i \delta_{y_i}` on training points y_1..y_n in R^d.
 
     It has no density: ``logpdf``/``score`` raise. For t > 0, ``marginal(process, t)`` is the
     isotropic :class:`GaussianMixture` :math:`\frac1n \sum_i \mathcal N(m(t) y_i, v(t) I)`; its
-    score is the *empirical score function* (ESF) of [SM] eq. (5), and its ``posterior_mean`` is
-    :math:`\hat x_t(x) = \sum_i \operatorname{softmax}_i(-|x - m y_i|^2 / 2v)\, y_i` ([SM] eq. (6)).
+    score is the *empirical score function* (ESF) :math:`\nabla\log p_t^{(n)}` of [SM] Sec. 2
+    (the field that drives the denoising ODE (5)), and its ``posterior_mean`` is
+    :math:`\hat x_t(x) = \sum_i \operatorname{softmax}_i(-|x - m y_i|^2 / 2v)\, y_i`
+    ([SM] eq. (14); eq. (6) for S = {-1, 1}).
     At t = 0 the marginal is the empirical law itself.
 
     Parameters

@@ -84,8 +84,15 @@ class LinearSDE(ABC):
     def conditional(self, t):
         """(m(t), v(t)) with X_t | X_0 = x0 ~ N(m(t) x0, v(t) I)."""
         t = check_time(t)
-        m, v = ou_transition(self.kappa, self.clock(t))
-        return float(m), float(v)
+        with np.errstate(over="ignore"):
+            m, v = ou_transition(self.kappa, self.clock(t))
+        return self._finite_law(float(m), float(v), t)
+
+    def _finite_law(self, m: float, v: float, t: float):
+        if not (math.isfinite(m) and math.isfinite(v)):
+            raise ValueError(f"{self!r}: the conditional variance overflows float64 at t = {t} "
+                             f"(m = {m}, v = {v}); use a smaller t")
+        return m, v
 
     def mean_coef(self, t) -> float:
         """m(t) = exp(-kappa theta(t))."""
@@ -101,8 +108,9 @@ class LinearSDE(ABC):
         t = check_time(t)
         if s > t:
             raise ValueError(f"need s <= t, got s={s}, t={t}")
-        m, v = ou_transition(self.kappa, self.clock_increment(s, t))
-        return float(m), float(v)
+        with np.errstate(over="ignore"):
+            m, v = ou_transition(self.kappa, self.clock_increment(s, t))
+        return self._finite_law(float(m), float(v), t)
 
     def sample_transition(self, x, t, *, s: float = 0.0, seed=None):
         """Exact draw of X_t given X_s = x (rows of x are independent particles)."""
@@ -112,6 +120,8 @@ class LinearSDE(ABC):
 
             gen = None
             if seed is not None:
+                if isinstance(seed, np.random.Generator):
+                    seed = int(seed.integers(0, 2**63 - 1))
                 gen = torch.Generator(device=x.device).manual_seed(int(seed))
             noise = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
             return m * x + math.sqrt(v) * noise

@@ -122,9 +122,9 @@ def test_1d_and_scalar_tensor_shapes():
     assert lp0.shape == () and s0.shape == ()
 
 
-def test_integer_tensor_is_rejected():
+def test_half_precision_tensor_is_rejected():
     with pytest.raises(ValueError, match="float32 or float64 tensor"):
-        Gaussian([0.0], 1.0).logpdf(torch.tensor([1, 2]))
+        Gaussian([0.0], 1.0).logpdf(torch.tensor([1.0, 2.0], dtype=torch.float16))
 
 
 def test_nonfinite_tensor_is_rejected():
@@ -166,3 +166,28 @@ def test_torch_far_point_between_components():
     s = mix.score(x)
     # both component scores have second coordinate -1e6: so does any mixture of them
     np.testing.assert_allclose(s[:, 1].numpy(), [-1e6], rtol=EXACT_FLOAT64.rtol, atol=0)
+
+
+def test_tensor_subclasses_and_integer_tensors_take_the_torch_path():
+    class MyTensor(torch.Tensor):
+        pass
+
+    g = Gaussian([0.5, -1.0], [[2.0, 0.3], [0.3, 1.0]])
+    x = torch.tensor([[0.1, 0.2], [1.0, -3.0]], dtype=torch.float64)
+    ref = g.score(x.numpy())
+    sub = x.as_subclass(MyTensor)
+    out = g.score(sub)
+    assert isinstance(out, torch.Tensor)
+    np.testing.assert_allclose(out.detach().numpy(), ref, rtol=KERNEL_PARITY.rtol, atol=KERNEL_PARITY.atol)
+    xi = torch.tensor([[0, 1], [2, -3]])
+    out_i = g.score(xi)
+    assert isinstance(out_i, torch.Tensor) and out_i.dtype == torch.float64
+    np.testing.assert_allclose(out_i.numpy(), g.score(xi.numpy()), rtol=KERNEL_PARITY.rtol,
+                               atol=KERNEL_PARITY.atol)
+
+
+def test_sample_transition_torch_accepts_a_numpy_generator():
+    x = torch.zeros((4, 2), dtype=torch.float64)
+    a = OU().sample_transition(x, 0.5, seed=np.random.default_rng(3))
+    b = OU().sample_transition(x, 0.5, seed=np.random.default_rng(3))
+    assert torch.equal(a, b) and a.dtype == torch.float64

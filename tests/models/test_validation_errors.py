@@ -232,3 +232,10 @@ def test_posterior_mean_at_time_zero_is_a_copy():
     pm = Gaussian([0.0, 0.0], 1.0).marginal(OU(), 0.0).posterior_mean(x)
     assert pm is not x and not np.shares_memory(pm, x)
     np.testing.assert_array_equal(pm, x)
+
+
+def test_conditional_variance_overflow_is_a_clear_error():
+    with pytest.raises(ValueError, match="overflows"):
+        VE(sigma=25.0).conditional(150.0)
+    with pytest.raises(ValueError, match="overflows"):
+        Gaussian([0.0], 1.0).marginal(VE(sigma=25.0), 150.0)
