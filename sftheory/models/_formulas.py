@@ -120,13 +120,17 @@ def mixture_logpdf_expect_chunked(nx, x, means, factor, lognorm, kind: str, off,
 
 @source("SF", "Sec. 2 (perturbed Gaussian); [OS] App. F", "core.models.marginal_mc")
 def gaussian_marginal_params(mean, cov, m: float, v: float):
-    r"""X_0 ~ N(mu, Sigma), X_t | X_0 ~ N(m X_0, v I)  =>  X_t ~ N(m mu, m^2 Sigma + v I)."""
+    r"""X_0 ~ N(mu, Sigma), X_t | X_0 ~ N(m X_0, v I)  =>  X_t ~ N(m mu, m^2 Sigma + v I).
+
+    Batched: ``mean`` (..., d) and ``cov`` (..., d, d) (one Gaussian or K mixture components).
+    """
     d = mean.shape[-1]
     return m * mean, (m * m) * cov + v * np.eye(d)
 
 
 def iso_marginal_var(var, m: float, v: float):
-    """Isotropic component variance after the transition: m^2 s + v."""
+    """Isotropic component variance after the transition: m^2 s + v (s = 0 for the atoms of an
+    empirical law). Same law as :func:`gaussian_marginal_params` with Sigma = s I."""
     return (m * m) * var + v
 
 

@@ -5,6 +5,7 @@ import numpy as np
 
 from .._refs import source
 from .._validation import as_float_array, check_count, check_seed
+from . import _formulas
 from .base import MixtureEvaluator, ScoreModel
 from .mixture import GaussianMixture
 
@@ -70,7 +71,7 @@ class EmpiricalDistribution(ScoreModel):
             return EmpiricalDistribution(m * self._points)
         n = self.n_points
         return GaussianMixture._trusted(np.full(n, 1.0 / n), m * self._points, "iso",
-                                        var=np.full(n, v))
+                                        var=_formulas.iso_marginal_var(np.zeros(n), m, v))
 
     def sample(self, n, seed=None):
         n = check_count(n)

@@ -163,11 +163,10 @@ class GaussianMixture(ScoreModel):
         return self._means, (self._var if self.kind == "iso" else self._cov_k)
 
     def _marginal(self, m, v):
-        mu = m * self._means
         if self.kind == "iso":
-            return GaussianMixture._trusted(self._weights, mu, "iso",
+            return GaussianMixture._trusted(self._weights, m * self._means, "iso",
                                             var=_formulas.iso_marginal_var(self._var, m, v))
-        cov = (m * m) * self._cov_k + v * np.eye(self.dim)[None]
+        mu, cov = _formulas.gaussian_marginal_params(self._means, self._cov_k, m, v)
         return GaussianMixture._trusted(self._weights, mu, "full", cov=cov,
                                         chol=check_spd(cov, "covs"))
 
