@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import os
 import platform
 import subprocess
 import time
@@ -157,8 +158,8 @@ def run_check(check: Check, ctx: Context) -> Record:
     rec.title = rec.title or check.title
     rec.source = rec.source or check.source
     rec.seconds = round(time.perf_counter() - t0, 3)
-    rec.figures = [str(Path(f).relative_to(ctx.out_dir)) if Path(f).is_absolute() or
-                   str(f).startswith(str(ctx.out_dir)) else str(f) for f in rec.figures]
+    # figure paths relative to the report directory, so the report can be moved as a whole
+    rec.figures = [os.path.relpath(f, ctx.out_dir) for f in rec.figures]
     return rec
 
 
