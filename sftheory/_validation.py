@@ -16,10 +16,20 @@ def is_torch(x) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
+def _torch_time_to_numpy(t, name: str):
+    if t.requires_grad:
+        raise ValueError(f"{name} requires grad: sftheory does not differentiate with respect to "
+                         f"time; pass {name}.detach() (derivatives in x are supported)")
+    return t.detach().cpu().numpy()
+
+
 def check_time(t, name: str = "t", *, strictly_positive: bool = False) -> float:
-    """A finite scalar time t >= 0 (or > 0)."""
+    """A finite scalar time t >= 0 (or > 0): a Python/numpy real or a 0-d array or tensor.
+
+    Arrays of shape (1,) are *not* scalars here, for numpy and torch alike (one rule for both).
+    """
     if is_torch(t):
-        t = t.item()
+        t = _torch_time_to_numpy(t, name)
     if isinstance(t, np.ndarray):
         if t.ndim != 0:
             raise ValueError(f"{name} must be a scalar time, got an array of shape {t.shape}")
@@ -36,7 +46,51 @@ def check_time(t, name: str = "t", *, strictly_positive: bool = False) -> float:
     return t
 
 
+def check_times(t, n: int, name: str = "t", *, strictly_positive: bool = False):
+    """Times for n points: a scalar (one time for all) or an array of shape (n,) (one per point).
+
+    Returns a Python float, or a read-only float64 numpy array of shape (n,). Shape (1,) is a
+    per-point array, valid only when n == 1. torch tensors are accepted (and refused if they
+    require grad: sftheory does not differentiate in t).
+    """
+    if is_torch(t):
+        t = _torch_time_to_numpy(t, name)
+    if isinstance(t, (list, tuple)) or (isinstance(t, np.ndarray) and t.ndim > 0):
+        arr = np.asarray(t)
+        if arr.dtype.kind == "b" or arr.dtype.kind not in "fiu":
+            raise ValueError(f"{name} must be real times, got dtype {arr.dtype}")
+        if arr.ndim != 1 or arr.shape[0] != n:
+            extra = (" (shape (1,) is one time per point; pass a scalar for one time for all "
+                     "points)" if arr.shape == (1,) else "")
+            raise ValueError(f"{name} must be a scalar or have shape ({n},) (one time per point), "
+                             f"got shape {arr.shape}{extra}")
+        arr = arr.astype(np.float64)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        low = arr.min(initial=np.inf)
+        if strictly_positive and low <= 0:
+            raise ValueError(f"{name} must be > 0, got min {low}")
+        if low < 0:
+            raise ValueError(f"{name} must be >= 0, got min {low}")
+        arr.flags.writeable = False
+        return arr
+    return check_time(t, name, strictly_positive=strictly_positive)
+
+
+def check_real(value, name: str) -> float:
+    """A finite real number (not a bool, not None), as float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        if not (isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu"):
+            raise ValueError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
 def check_positive(value, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.ndarray)):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     value = float(value)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value}")
@@ -48,9 +102,13 @@ def as_float_array(a, name: str, *, ndim: int | tuple[int, ...] | None = None) -
     given rank."""
     if is_torch(a):
         a = a.detach().cpu().numpy()
-    arr = np.asarray(a)
+    try:
+        arr = np.array(a)  # always a copy: later changes to the caller's array do not leak in
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} must be a rectangular numeric array ({exc})") from None
     if arr.dtype.kind not in "fiu":
-        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}"
+                         + (" (ragged or non-numeric entries?)" if arr.dtype.kind == "O" else ""))
     arr = arr.astype(np.float64, copy=False)
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else ndim
@@ -60,6 +118,12 @@ def as_float_array(a, name: str, *, ndim: int | tuple[int, ...] | None = None) -
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return arr
+
+
+def frozen(a: np.ndarray) -> np.ndarray:
+    """``a`` marked read-only (parameters are read-only after construction)."""
+    a.flags.writeable = False
+    return a
 
 
 def check_simplex(weights, name: str = "weights") -> np.ndarray:
@@ -75,21 +139,29 @@ def check_simplex(weights, name: str = "weights") -> np.ndarray:
     return w / total
 
 
-def check_spd(cov: np.ndarray, name: str = "cov") -> np.ndarray:
-    """Cholesky factor(s) of symmetric positive definite matrices (..., d, d); raise otherwise."""
-    if cov.shape[-1] != cov.shape[-2]:
+def check_spd(cov: np.ndarray, name: str = "cov") -> tuple[np.ndarray, np.ndarray]:
+    """Eigendecomposition (lam, Q) of symmetric positive definite matrices (..., d, d): cov =
+    Q diag(lam) Q^T with lam > 0; raise ``ValueError`` naming ``name`` otherwise.
+
+    Batched (one LAPACK call for K matrices, no Python loop). A matrix whose smallest eigenvalue
+    is <= d * eps * its largest is numerically singular and rejected.
+    """
+    if cov.ndim < 2 or cov.shape[-1] != cov.shape[-2]:
         raise ValueError(f"{name} must be square, got shape {cov.shape}")
     sym_err = np.abs(cov - np.swapaxes(cov, -1, -2)).max(initial=0.0)
     scale = np.abs(cov).max(initial=0.0)
     if sym_err > 1e-10 * max(scale, 1e-300):
         raise ValueError(f"{name} is not symmetric (max |C - C^T| = {sym_err:.3g})")
-    try:
-        chol = np.linalg.cholesky(0.5 * (cov + np.swapaxes(cov, -1, -2)))
-    except np.linalg.LinAlgError:
-        raise ValueError(f"{name} is not positive definite") from None
-    if not np.all(np.isfinite(chol)):
-        raise ValueError(f"{name} is not positive definite")
-    return chol
+    lam, q = np.linalg.eigh(0.5 * (cov + np.swapaxes(cov, -1, -2)))
+    d = cov.shape[-1]
+    lo, hi = lam[..., 0], lam[..., -1]
+    bad = ~(lo > d * np.finfo(np.float64).eps * hi) | ~np.isfinite(hi)
+    if np.any(bad):
+        idx = np.argwhere(np.atleast_1d(bad))[0]
+        where = "" if cov.ndim == 2 else f" (matrix {tuple(int(i) for i in idx)})"
+        raise ValueError(f"{name} is not positive definite{where}: smallest eigenvalue "
+                         f"{float(np.atleast_1d(lo)[tuple(idx)]):.3g}")
+    return lam, q
 
 
 def check_seed(seed) -> np.random.Generator:

@@ -56,6 +56,48 @@ class NumpyBackend:
     def is_floating(a) -> bool:
         return a.dtype in (np.float32, np.float64)
 
+    # -- what the algorithms above the models need (random numbers, products, reductions) --
+    matmul = staticmethod(np.matmul)
+    where = staticmethod(np.where)
+    isfinite = staticmethod(np.isfinite)
+    abs = staticmethod(np.abs)
+
+    @staticmethod
+    def amin(a, axis, keepdims=False):
+        return np.min(a, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def amax(a, axis, keepdims=False):
+        return np.max(a, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def logsumexp(a, axis):
+        """log sum exp along ``axis``, stable (max-shifted); -inf rows stay -inf."""
+        mx = np.max(a, axis=axis, keepdims=True)
+        mx = np.where(np.isfinite(mx), mx, 0.0)
+        with np.errstate(divide="ignore"):
+            return np.log(np.sum(np.exp(a - mx), axis=axis)) + np.squeeze(mx, axis=axis)
+
+    def softmax(self, a, axis):
+        return np.exp(a - np.expand_dims(self.logsumexp(a, axis), axis))
+
+    @staticmethod
+    def asarray(a, like):
+        """``a`` (numpy/Python) as an array of ``like``'s dtype."""
+        return np.asarray(a, dtype=like.dtype)
+
+    @staticmethod
+    def copy(a):
+        return np.array(a, copy=True)
+
+    @staticmethod
+    def standard_normal(shape, seed, like):
+        """Standard normal draws of ``shape`` in ``like``'s dtype; ``seed`` an int, None or a numpy
+        Generator (the stream is reproducible for a given seed)."""
+        from ._validation import check_seed
+
+        return check_seed(seed).standard_normal(shape).astype(like.dtype, copy=False)
+
 
 class TorchBackend:
     name = "torch"
@@ -103,6 +145,52 @@ class TorchBackend:
 
     def is_floating(self, a) -> bool:
         return a.dtype in (self.torch.float32, self.torch.float64)
+
+    def matmul(self, a, b):
+        return self.torch.matmul(a, b)
+
+    def where(self, cond, a, b):
+        return self.torch.where(cond, a, b)
+
+    def isfinite(self, a):
+        return self.torch.isfinite(a)
+
+    def abs(self, a):
+        return self.torch.abs(a)
+
+    def amin(self, a, axis, keepdims=False):
+        return self.torch.amin(a, dim=axis, keepdim=keepdims)
+
+    def amax(self, a, axis, keepdims=False):
+        return self.torch.amax(a, dim=axis, keepdim=keepdims)
+
+    def logsumexp(self, a, axis):
+        return self.torch.logsumexp(a, dim=axis)
+
+    def softmax(self, a, axis):
+        return self.torch.softmax(a, dim=axis)
+
+    def asarray(self, a, like):
+        return self.torch.as_tensor(np.asarray(a), dtype=like.dtype, device=like.device)
+
+    def copy(self, a):
+        return a.clone()
+
+    def standard_normal(self, shape, seed, like):
+        """Standard normal draws on ``like``'s device and dtype, from a ``torch.Generator`` on that
+        device seeded by ``seed`` (an int, or a numpy Generator that supplies one; None: torch's
+        global stream)."""
+        gen = None
+        if seed is not None:
+            from ._validation import check_seed
+
+            if not isinstance(seed, np.random.Generator):
+                check_seed(seed)  # same validation (and messages) as the numpy backend
+                seed = int(seed) % (2**63)
+            else:
+                seed = int(seed.integers(0, 2**63 - 1))
+            gen = self.torch.Generator(device=like.device).manual_seed(seed)
+        return self.torch.randn(tuple(shape), generator=gen, dtype=like.dtype, device=like.device)
 
 
 _NUMPY = NumpyBackend()

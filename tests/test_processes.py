@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import integrate
 
+from sftheory.models import stationary_law
 from sftheory.processes import OU, VE, VP, LinearSDE
 from sftheory.testing import assert_moments_match
 import sftheory.testing.strategies as sst
@@ -39,7 +40,7 @@ def _close(actual, expected, tol, scale=1.0):
 @pytest.mark.parametrize("t", [0.0, 1e-8, 0.3, 1.0, 2.0])
 def test_drift_and_diffusion_match_sde_definition(process, t, exact_a, exact_g2):
     x = np.array([[1.5, -2.0], [0.0, 3.0]])
-    _close(process.drift(t, x), -exact_a(process, t) * x, EXACT_FLOAT64)
+    _close(process.drift(x, t), -exact_a(process, t) * x, EXACT_FLOAT64)
     _close(float(process.diffusion(t)) ** 2, exact_g2(process, t), EXACT_FLOAT64)
     _close(float(process.drift_coef(t)), exact_a(process, t), EXACT_FLOAT64)
 
@@ -114,8 +115,26 @@ def test_chapman_kolmogorov(process, times):
 
 
 @given(sst.processes(), sst.diffusion_times(1e-3, 5.0))
-def test_conditional_is_transition_from_zero(process, t):
-    assert process.conditional(t) == process.transition(0.0, t)
+def test_conditional_and_transition_from_zero_match_sde_definition(process, t):
+    """Both routes of the library (clock vs clock increment) against mpmath from the SDE."""
+    from conftest import _exact_mv
+
+    exact = _exact_mv(process, t)
+    np.testing.assert_allclose(process.conditional(t), exact, rtol=EXACT_FLOAT64.rtol, atol=0)
+    np.testing.assert_allclose(process.transition(0.0, t), exact, rtol=EXACT_FLOAT64.rtol, atol=0)
+
+
+def test_conditional_many_is_conditional_per_time():
+    ts = np.array([0.0, 1e-8, 0.3, 2.0])
+    for process in (OU(), VP(), VE(), VE(sigma=25.0)):
+        m, v = process.conditional_many(ts)
+        assert m.shape == v.shape == (4,)
+        for i, t in enumerate(ts):
+            assert (m[i], v[i]) == process.conditional(float(t))
+    with pytest.raises(ValueError, match=">= 0"):
+        VP().conditional_many(np.array([0.1, -1.0]))
+    with pytest.raises(ValueError, match="overflows"):
+        VE(sigma=25.0).conditional_many(np.array([0.1, 1e3]))
 
 
 # ---- clock (time change) ---------------------------------------------------------------------
@@ -152,12 +171,19 @@ def test_clock_increment_is_difference_of_clocks(process, s, t):
     assert abs(inc - diff) <= EXACT_FLOAT64.rtol * float(process.clock(t))
 
 
-@given(sst.processes(), sst.diffusion_times(1e-8, 5.0))
-def test_conditional_equals_canonical_on_clock(process, t):
-    """[OS] App. B.2: on theta(t) = int g^2 the process is dX = -kappa X dtheta + dW."""
-    m, v = process.conditional(t)
-    m_c, v_c = process.canonical().conditional(float(process.clock(t)))
-    np.testing.assert_allclose([m, v], [m_c, v_c], rtol=EXACT_FLOAT64.rtol, atol=0)
+@pytest.mark.parametrize("process", PROCESSES)
+@pytest.mark.parametrize("t", [1e-8, 0.3, 1.0, 2.5])
+def test_conditional_equals_canonical_on_clock(process, t, exact_mv, exact_g2):
+    """[OS] App. B.2: on theta(t) = int g^2 the process is dX = -kappa X dtheta + dW. Both sides
+    from the SDE definitions: the law of X_t in mpmath; the canonical OU (kappa by hand) at
+    theta(t) by quadrature of the textbook g^2, its law in mpmath."""
+    theta = integrate.quad(lambda s: exact_g2(process, s), 0.0, t, epsabs=0, epsrel=1e-13)[0]
+    kappa = EXPECTED_KAPPA[type(process)](process)
+    canonical = OU(a=kappa, sigma=1.0) if kappa > 0 else VE()
+    m_c, v_c = exact_mv(canonical, theta)
+    np.testing.assert_allclose(exact_mv(process, t), [m_c, v_c], rtol=1e-11, atol=0)
+    np.testing.assert_allclose(process.conditional(t), [m_c, v_c], rtol=1e-11, atol=0)
+    assert process.canonical() == canonical
 
 
 @pytest.mark.parametrize("process", PROCESSES)
@@ -169,7 +195,7 @@ def test_canonical_process_is_unit_diffusion_ou(process):
     for theta in (0.0, 0.5, 3.0):
         assert float(can.diffusion(theta)) == 1.0
         assert float(can.clock(theta)) == theta
-        _close(can.drift(theta, x), -kappa * x, EXACT_FLOAT64)
+        _close(can.drift(x, theta), -kappa * x, EXACT_FLOAT64)
     _close(process.kappa, kappa, EXACT_FLOAT64)
 
 
@@ -183,7 +209,7 @@ STATIONARY_VAR = {OU: lambda p: p.sigma**2 / (2 * p.a), VP: lambda p: 1.0}
 @pytest.mark.parametrize("dim", [1, 3])
 def test_stationary_is_long_time_limit(process, big_t, dim):
     var = STATIONARY_VAR[type(process)](process)
-    law = process.stationary(dim)
+    law = stationary_law(process, dim)
     np.testing.assert_array_equal(law.mean, np.zeros(dim))
     _close(law.cov, var * np.eye(dim), EXACT_FLOAT64)
     m, v = process.conditional(big_t)
@@ -194,7 +220,7 @@ def test_stationary_is_long_time_limit(process, big_t, dim):
 @pytest.mark.parametrize("process", WITH_STATIONARY)
 @pytest.mark.parametrize("t", [0.1, 1.0, 3.0])
 def test_stationary_law_is_invariant(process, t):
-    law = process.stationary(2)
+    law = stationary_law(process, 2)
     pt = law.marginal(process, t)
     _close(pt.mean, law.mean, EXACT_FLOAT64)
     _close(pt.cov, law.cov, EXACT_FLOAT64)
@@ -204,7 +230,7 @@ def test_stationary_law_is_invariant(process, t):
 def test_ve_has_no_stationary_law(process):
     assert process.stationary_variance() is None
     with pytest.raises(ValueError, match="no stationary"):
-        process.stationary(2)
+        stationary_law(process, 2)
 
 
 # ---- exact sampling ------------------------------------------------------------------------------
@@ -255,7 +281,7 @@ def test_log_fokker_planck_rhs_matches_gaussian_time_derivative(process, t, exac
     dt_logp = -0.5 * ds / s + r * dmu / s + r * r * ds / (2 * s * s)
     grad = -(x - mu) / s
     lap = np.full(len(x), -1.0 / s)
-    rhs = process.log_fokker_planck_rhs(t, x, grad, lap)
+    rhs = process.log_fokker_planck_rhs(x, t, grad, lap)
     scale = np.abs(0.5 * ds / s) + np.abs(r * dmu / s) + np.abs(r * r * ds / (2 * s * s))
     assert np.all(np.abs(rhs - dt_logp) <= EXACT_FLOAT64.rtol * 10 * scale), (rhs, dt_logp)
 

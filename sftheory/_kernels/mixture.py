@@ -1,20 +1,26 @@
-"""Numba kernels: log-density of a Gaussian mixture and a responsibility-weighted average of
-per-component affine functions of the whitened residual, at N points.
+"""Numba kernels: log-density of a diffused Gaussian mixture and a responsibility-weighted average
+of per-component affine functions (the score or the posterior mean), at N points, each point at
+its own time if asked.
 
-The formula is :func:`sftheory.models._formulas.mixture_logpdf_expect`; this is its compiled
-realization: per point, pass 1 computes the component log-densities and their max, pass 2 the
-weights exp(l_k - max) and the sums, so nothing overflows or underflows for t = 1e-8,
-|x| = 1e4 or 1e5 components. Parallel over blocks of points. Components are given by whitening
-factors U_k (U_k^T U_k = Sigma_k^{-1}, lower triangular, ``full``) or scalars c_k
-(Sigma_k = c_k^{-2} I, ``iso``), with ``lognorm_k = log w_k + log|det U_k| - d/2 log 2 pi``.
-The averaged quantity is ``off_k + mat_k z_k`` with z_k = U_k (x - mu_k): the score takes
-off = 0, mat = -U_k^T; the posterior mean takes off = prior mean, mat = m Sigma0_k U_k^T.
-The full-covariance kernel stores parameters component-minor ((d, K), (d, d, K); see
-:func:`kernel_layout`) so its inner loops run over components with unit stride and vectorize;
-the isotropic kernel (empirical laws, up to 1e5+ components) keeps (K, d) and skips components
-whose weight underflows. ``fastmath`` stays off: these kernels verify claims.
+The formula is :func:`sftheory.models._formulas.mixture_path_eval`; this is its compiled
+realization. Components are given once, independent of time, by their eigendecomposition
+Sigma_k = Q_k diag(lam_k) Q_k^T (``full``) or an isotropic variance lam_k (``iso``); a time enters
+only through the scalars (m, v) of the forward process, which turn each component into
+N(m mu_k, Q_k diag(m^2 lam_k + v) Q_k^T). So a new time costs O(K d) scalar work and no
+factorization; with one (m, v) per point that work is done per point.
+
+Per point, pass 1 computes the rotated residuals y_k = Q_k^T (x - m mu_k), the component
+log-densities and their max; pass 2 the weights exp(l_k - max) and the sums, so nothing overflows
+or underflows for t = 1e-8, |x| = 1e4 or 1e5 components. When every term overflows (|x| = 1e155:
+|y|^2 = inf), the point's responsibility goes to the component with the smallest Mahalanobis
+distance, compared in a scaled form, and log p = -inf: the score is still finite and right.
+All arithmetic is float64 (a float32 input is widened on load and its outputs rounded once).
+Components with zero weight are dropped by the caller. ``fastmath`` stays off: these kernels
+verify claims.
 """
 from __future__ import annotations
+
+import math
 
 import numba
 import numpy as np
@@ -22,145 +28,263 @@ from numba import njit, prange
 
 BLOCK = 256  # points per block; each thread walks its blocks with one set of scratch arrays
 PARALLEL_MIN_WORK = 1 << 16  # N*K*d below which one thread is faster than waking the pool
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+@njit(cache=True, inline="always")
+def _full_coefs(m, v, lam_t, logw, posterior, inv, coef, lnorm, tmp):  # pragma: no cover
+    """Per-time constants: inv[a,k] = 1/(m^2 lam + v), coef = -inv (score) or m lam inv
+    (posterior), lnorm_k = log w_k - 1/2 sum_a log(m^2 lam + v) - d/2 log 2 pi."""
+    d, k_count = lam_t.shape
+    m2 = m * m
+    for k in range(k_count):
+        lnorm[k] = 1.0  # running product of the variances (one log per component, not d)
+        tmp[k] = 0.0    # logs folded out of the product before it leaves float64's range
+    for a in range(d):
+        for k in range(k_count):
+            var = m2 * lam_t[a, k] + v
+            inv[a, k] = 1.0 / var
+            coef[a, k] = m * lam_t[a, k] * inv[a, k] if posterior else -inv[a, k]
+            p = lnorm[k] * var
+            if p < 1e-250 or p > 1e250:
+                tmp[k] += math.log(p)
+                p = 1.0
+            lnorm[k] = p
+    for k in range(k_count):
+        lnorm[k] = logw[k] - d * HALF_LOG_2PI - 0.5 * (tmp[k] + math.log(lnorm[k]))
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def mixture_full(x, means_t, whiten_t, lognorm, off_t, mat_t, nthreads, out_logpdf, out_vec):  # pragma: no cover
-    # Component-minor layout: means_t (d, K), whiten_t (d, d, K), off_t (d, K) or (d, 0),
-    # mat_t (d, d, K), so every inner loop runs over components with unit stride (SIMD).
+def mixture_full(x, m_arr, v_arr, means_t, rot_t, lam_t, logw, posterior, nthreads,
+                 out_logpdf, out_vec):  # pragma: no cover
+    # Component-minor layout: means_t (d, K), rot_t[a, b, k] = (Q_k^T)[a, b], lam_t (d, K), so
+    # every inner loop runs over components with unit stride (SIMD).
     n, d = x.shape
     k_count = means_t.shape[1]
-    has_off = off_t.shape[1] == k_count
+    per_point = m_arr.shape[0] > 1
     nblocks = (n + BLOCK - 1) // BLOCK
     for tid in prange(nthreads):
         diff = np.empty((d, k_count), dtype=np.float64)
-        z = np.empty((d, k_count), dtype=np.float64)
+        y = np.empty((d, k_count), dtype=np.float64)
+        inv = np.empty((d, k_count), dtype=np.float64)
+        coef = np.empty((d, k_count), dtype=np.float64)
+        lnorm = np.empty(k_count, dtype=np.float64)
         lp = np.empty(k_count, dtype=np.float64)
         tmp = np.empty(k_count, dtype=np.float64)
+        m = m_arr[0]
+        _full_coefs(m_arr[0], v_arr[0], lam_t, logw, posterior, inv, coef, lnorm, tmp)
         for blk in range(tid, nblocks, nthreads):
             start = blk * BLOCK
             stop = min(start + BLOCK, n)
             for i in range(start, stop):
+                if per_point:
+                    m = m_arr[i]
+                    _full_coefs(m, v_arr[i], lam_t, logw, posterior, inv, coef, lnorm, tmp)
                 for b in range(d):
-                    xb = x[i, b]
+                    xb = np.float64(x[i, b])
                     for k in range(k_count):
-                        diff[b, k] = xb - means_t[b, k]
-                # z_k = U_k (x - mu_k) (U_k lower triangular); q_k = |z_k|^2
+                        diff[b, k] = xb - m * means_t[b, k]
+                # y_k = Q_k^T (x - m mu_k); q_k = sum_a y_a^2 / (m^2 lam_a + v)
                 for k in range(k_count):
                     lp[k] = 0.0
                 for a in range(d):
                     for k in range(k_count):
-                        z[a, k] = 0.0
-                    for b in range(a + 1):
-                        for k in range(k_count):
-                            z[a, k] += whiten_t[a, b, k] * diff[b, k]
-                    for k in range(k_count):
-                        lp[k] += z[a, k] * z[a, k]
-                mx = -np.inf
-                for k in range(k_count):
-                    lp[k] = lognorm[k] - 0.5 * lp[k]  # -inf for a zero weight
-                    if lp[k] > mx:
-                        mx = lp[k]
-                tot = 0.0
-                for k in range(k_count):
-                    lp[k] = np.exp(lp[k] - mx)  # now the unnormalized weight
-                    tot += lp[k]
-                out_logpdf[i] = mx + np.log(tot)
-                # sum_k w_k (off_k + M_k z_k), one output coordinate at a time
-                for a in range(d):
-                    for k in range(k_count):
-                        tmp[k] = off_t[a, k] if has_off else 0.0
+                        y[a, k] = 0.0
                     for b in range(d):
                         for k in range(k_count):
-                            tmp[k] += mat_t[a, b, k] * z[b, k]
+                            y[a, k] += rot_t[a, b, k] * diff[b, k]
+                    for k in range(k_count):
+                        lp[k] += y[a, k] * y[a, k] * inv[a, k]
+                mx = -np.inf
+                for k in range(k_count):
+                    lp[k] = lnorm[k] - 0.5 * lp[k]
+                    if lp[k] > mx:
+                        mx = lp[k]
+                if mx == -np.inf:
+                    # every |y_k|^2 overflowed: compare Mahalanobis distances scaled by max|y_k|
+                    best = -1
+                    best_lq = np.inf
+                    for k in range(k_count):
+                        ymax = 0.0
+                        for a in range(d):
+                            ymax = max(ymax, abs(y[a, k]))
+                        qs = 0.0
+                        for a in range(d):
+                            r = y[a, k] / ymax
+                            qs += r * r * inv[a, k]
+                        lq = 2.0 * math.log(ymax) + math.log(qs)
+                        if lq < best_lq:
+                            best_lq = lq
+                            best = k
+                    for k in range(k_count):
+                        lp[k] = 1.0 if k == best else 0.0
+                    tot = 1.0
+                    out_logpdf[i] = -np.inf
+                else:
+                    tot = 0.0
+                    for k in range(k_count):
+                        lp[k] = math.exp(lp[k] - mx)  # now the unnormalized weight
+                        tot += lp[k]
+                    out_logpdf[i] = mx + math.log(tot)
+                # sum_k w_k (off_k + Q_k diag(coef_k) y_k), one output coordinate at a time
+                for b in range(d):
+                    for k in range(k_count):
+                        tmp[k] = means_t[b, k] if posterior else 0.0
+                    for a in range(d):
+                        for k in range(k_count):
+                            tmp[k] += rot_t[a, b, k] * coef[a, k] * y[a, k]
                     s = 0.0
                     for k in range(k_count):
-                        s += lp[k] * tmp[k]
-                    out_vec[i, a] = s / tot
+                        if lp[k] != 0.0:
+                            s += lp[k] * tmp[k]
+                    out_vec[i, b] = s / tot
+
+
+@njit(cache=True, inline="always")
+def _iso_coefs(m, v, d, lam, logw, equal_var, inv, lnorm):  # pragma: no cover
+    """Per-time constants of the isotropic kernel: inv_k = 1/(m^2 lam_k + v), lnorm_k."""
+    k_count = lam.shape[0]
+    if equal_var:
+        var = m * m * lam[0] + v
+        c = d * (0.5 * math.log(var) + HALF_LOG_2PI)
+        for k in range(k_count):
+            inv[k] = 1.0 / var
+            lnorm[k] = logw[k] - c
+    else:
+        for k in range(k_count):
+            var = m * m * lam[k] + v
+            inv[k] = 1.0 / var
+            lnorm[k] = logw[k] - d * (0.5 * math.log(var) + HALF_LOG_2PI)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def mixture_iso(x, means, prec_sqrt, lognorm, off, mat, nthreads, out_logpdf, out_vec):  # pragma: no cover
+def mixture_iso(x, m_arr, v_arr, means, lam, logw, posterior, equal_var, nthreads,
+                out_logpdf, out_vec):  # pragma: no cover
+    # means (K, d), lam (K,) isotropic variances (0 for the atoms of an empirical law);
+    # ``equal_var``: all lam equal, so the per-time constants are one scalar (empirical laws).
     n, d = x.shape
     k_count = means.shape[0]
-    has_off = off.shape[0] == k_count
+    per_point = m_arr.shape[0] > 1
     nblocks = (n + BLOCK - 1) // BLOCK
     for tid in prange(nthreads):
         lp = np.empty(k_count, dtype=np.float64)
+        inv = np.empty(k_count, dtype=np.float64)
+        lnorm = np.empty(k_count, dtype=np.float64)
         acc = np.empty(d, dtype=np.float64)
-        for blk in range(tid, nblocks, nthreads):
-            start = blk * BLOCK
+        xi = np.empty(d, dtype=np.float64)
+        m = m_arr[0]
+        _iso_coefs(m, v_arr[0], d, lam, logw, equal_var, inv, lnorm)
+        for i_blk in range(tid, nblocks, nthreads):
+            start = i_blk * BLOCK
             stop = min(start + BLOCK, n)
             for i in range(start, stop):
+                if per_point:
+                    m = m_arr[i]
+                    _iso_coefs(m, v_arr[i], d, lam, logw, equal_var, inv, lnorm)
+                for b in range(d):
+                    xi[b] = np.float64(x[i, b])
                 mx = -np.inf
                 for k in range(k_count):
-                    c = prec_sqrt[k]
                     q = 0.0
                     for b in range(d):
-                        r = c * (x[i, b] - means[k, b])
+                        r = xi[b] - m * means[k, b]
                         q += r * r
-                    val = lognorm[k] - 0.5 * q
+                    val = lnorm[k] - 0.5 * q * inv[k]
                     lp[k] = val
                     if val > mx:
                         mx = val
-                tot = 0.0
                 for b in range(d):
                     acc[b] = 0.0
+                if mx == -np.inf:
+                    # every term overflowed: the nearest component in scaled Mahalanobis distance
+                    best = 0
+                    best_lq = np.inf
+                    for k in range(k_count):
+                        rmax = 0.0
+                        for b in range(d):
+                            rmax = max(rmax, abs(xi[b] - m * means[k, b]))
+                        qs = 0.0
+                        for b in range(d):
+                            r = (xi[b] - m * means[k, b]) / rmax
+                            qs += r * r
+                        lq = 2.0 * math.log(rmax) + math.log(qs * inv[k])
+                        if lq < best_lq:
+                            best_lq = lq
+                            best = k
+                    cm = (m * lam[best] * inv[best]) if posterior else -inv[best]
+                    for b in range(d):
+                        g = cm * (xi[b] - m * means[best, b])
+                        if posterior:
+                            g += means[best, b]
+                        out_vec[i, b] = g
+                    out_logpdf[i] = -np.inf
+                    continue
+                tot = 0.0
                 for k in range(k_count):
-                    w = np.exp(lp[k] - mx)
+                    w = math.exp(lp[k] - mx)
                     if w == 0.0:  # most of 1e5 components at small t: skip their d-loop
                         continue
                     tot += w
-                    cm = mat[k] * prec_sqrt[k]
+                    cm = (m * lam[k] * inv[k]) if posterior else -inv[k]
                     for b in range(d):
-                        g = cm * (x[i, b] - means[k, b])
-                        if has_off:
-                            g += off[k, b]
+                        g = cm * (xi[b] - m * means[k, b])
+                        if posterior:
+                            g += means[k, b]
                         acc[b] += w * g
-                out_logpdf[i] = mx + np.log(tot)
+                out_logpdf[i] = mx + math.log(tot)
                 for b in range(d):
                     out_vec[i, b] = acc[b] / tot
 
 
-def kernel_layout(means, factor, lognorm, kind: str, off, mat) -> tuple:
-    """Arrays in the layout the kernel for ``kind`` takes (component-minor for "full").
+def kernel_layout(means, logw, lam, rot) -> tuple:
+    """Writeable float64 arrays in the layout of the kernel (component-minor for ``full``).
 
-    ``means`` (K, d); ``factor`` (K, d, d) or (K,); ``off`` (K, d) or None; ``mat`` (K, d, d) or
-    (K,). Computed once per model and dtype by the caller and reused for every call.
+    ``means`` (K, d); ``logw`` (K,); ``lam`` (K, d) with ``rot`` (K, d, d) = Q_k^T (full), or
+    ``lam`` (K,) with ``rot`` None (iso). Computed once per law and reused for every call and
+    every time. Copies are made on purpose: read-only arrays would compile a second kernel.
     """
-    d = means.shape[1]
-    if off is None:
-        off = np.zeros((0, d), dtype=means.dtype)
-    if kind == "full":
-        t2 = lambda a: np.ascontiguousarray(a.T)  # noqa: E731  (K, d) -> (d, K)
-        t3 = lambda a: np.ascontiguousarray(np.transpose(a, (1, 2, 0)))  # noqa: E731
-        return kind, t2(means), t3(factor), np.ascontiguousarray(lognorm), t2(off), t3(mat)
-    c = np.ascontiguousarray
-    return kind, c(means), c(factor), c(lognorm), c(off), c(mat)
+    c = lambda a: np.array(a, dtype=np.float64, order="C", copy=True)  # noqa: E731
+    if rot is not None:
+        return ("full", c(means.T), c(np.transpose(rot, (1, 2, 0))), c(lam.T), c(logw))
+    equal = bool(np.all(lam == lam[0]))
+    return ("iso", c(means), c(lam), c(logw), equal)
 
 
-def evaluate(x: np.ndarray, layout: tuple):
-    """Run the kernel on points x (N, d) with arrays from :func:`kernel_layout`;
-    returns (logpdf (N,), average (N, d))."""
-    kind, means, factor, lognorm, off, mat = layout
+def evaluate(x: np.ndarray, m, v, layout: tuple, posterior: bool):
+    """Run the kernel on points x (N, d) (float32 or float64) with arrays from
+    :func:`kernel_layout`; ``m``, ``v`` floats or float64 arrays of shape (N,).
+
+    Returns (logpdf (N,), average (N, d)) in x's dtype.
+    """
     n, d = x.shape
-    k_count = lognorm.shape[0]
     out_lp = np.empty(n, dtype=x.dtype)
     out_vec = np.empty((n, d), dtype=x.dtype)
     if n == 0:
         return out_lp, out_vec
-    x = np.ascontiguousarray(x)
-    kern = mixture_full if kind == "full" else mixture_iso
+    if not (x.flags.c_contiguous and x.flags.writeable):
+        x = np.array(x, order="C", copy=True)
+    m_arr = np.array(m, dtype=np.float64, ndmin=1, copy=True)
+    v_arr = np.array(v, dtype=np.float64, ndmin=1, copy=True)
+    kind = layout[0]
+    k_count = layout[1].shape[1] if kind == "full" else layout[1].shape[0]
     threads = numba.get_num_threads()
     nthreads = min(threads, (n + BLOCK - 1) // BLOCK)
+    if kind == "full":
+        _, means_t, rot_t, lam_t, logw = layout
+        args = (x, m_arr, v_arr, means_t, rot_t, lam_t, logw, posterior)
+        kern = mixture_full
+    else:
+        _, means, lam, logw, equal = layout
+        args = (x, m_arr, v_arr, means, lam, logw, posterior, equal)
+        kern = mixture_iso
     if nthreads > 1 and n * k_count * d >= PARALLEL_MIN_WORK:
-        kern(x, means, factor, lognorm, off, mat, nthreads, out_lp, out_vec)
+        kern(*args, nthreads, out_lp, out_vec)
     else:
         # small calls (an ODE solver's one point) run on the calling thread only: waking the
         # pool costs more than the work, and far more when the cores are busy
         numba.set_num_threads(1)
         try:
-            kern(x, means, factor, lognorm, off, mat, 1, out_lp, out_vec)
+            kern(*args, 1, out_lp, out_vec)
         finally:
             numba.set_num_threads(threads)
     return out_lp, out_vec

@@ -1,4 +1,16 @@
-"""The common interface of exact score models and the shared evaluation/dispatch machinery."""
+"""Roles of the exact models (scipy.stats style: public methods validate and shape, one private
+hook computes) and the evaluation machinery they share.
+
+* :class:`Law` — a probability law you can draw from: ``sample``, ``mean``, ``cov``,
+  ``marginal(process, t)``, ``path(process)``.
+* :class:`Density` — a log-density with its score: ``logpdf``, ``pdf``, ``score``,
+  ``logpdf_and_score`` and ``log_normalizer`` (exact 0 for the closed-form laws, or an estimate
+  with a standard error and its method for unnormalized densities such as KL barycenters).
+* Score fields with no density at all live in :mod:`sftheory.fields`; a diffusion path
+  (:class:`~sftheory.models.path.MixturePath`) is a law pushed through a forward process.
+
+A class takes the roles it can honour: the empirical law is a Law without a density.
+"""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -13,14 +25,16 @@ from . import _formulas
 
 
 @dataclass(frozen=True)
-class Provenance:
-    """How a marginal was made: p_t = law(X_t) with X_0 ~ base under ``process`` (m, v at t)."""
+class LogNormalizer:
+    """log Z of a density p = exp(logpdf) / Z ... reported as ``value`` with standard error
+    ``stderr`` (0 when exact) and the ``method`` that produced it."""
 
-    base: "ScoreModel"
-    process: LinearSDE
-    t: float
-    m: float
-    v: float
+    value: float
+    stderr: float
+    method: str
+
+
+EXACT = LogNormalizer(0.0, 0.0, "exact: closed-form normalized density")
 
 
 def prepare_points(x, dim: int):
@@ -37,7 +51,10 @@ def prepare_points(x, dim: int):
         if not x.is_floating_point():  # integers and booleans, as for numpy: float64
             x = x.to(nx.torch.float64)
     else:
-        x = np.asarray(x)
+        try:
+            x = np.asarray(x)
+        except ValueError as exc:
+            raise ValueError(f"x must be a rectangular array of points ({exc})") from None
         if x.dtype.kind in "iub":
             x = x.astype(np.float64)
         elif x.dtype not in (np.float32, np.float64):
@@ -65,79 +82,117 @@ def prepare_points(x, dim: int):
     return x, nx, kind
 
 
-def shape_outputs(kind: str, logp, score):
+def shape_vector(kind: str, vec):
+    """Shape an (N, d) result like the input points (see :func:`prepare_points`)."""
     if kind == "2d":
-        return logp, score
+        return vec
     if kind == "1d":
-        return logp, score[:, 0]
-    return logp[0], score[0, 0]
+        return vec[:, 0]
+    return vec[0, 0]
 
 
-class MixtureEvaluator:
-    """Parameters (means, whitening factors, log-normalizers) of a mixture, with per-backend caches.
+def shape_scalar(kind: str, val):
+    """Shape an (N,) result like the input points."""
+    return val[0] if kind == "0d" else val
 
-    ``kind="full"``: factor (K, d, d) lower-triangular whitening matrices;
-    ``kind="iso"``: factor (K,) scalars c_k with Sigma_k = c_k^{-2} I.
-    Numpy inputs run the numba kernel (or the reference formula under ``use_kernels("numpy")``);
-    torch inputs run the reference formula on the input's dtype and device.
+
+class MixtureParams:
+    """Time-independent parameters of a (diffusable) Gaussian mixture, factorized once.
+
+    ``means`` (K, d), ``logw`` (K,) (zero-weight components already dropped), and either
+    ``lam`` (K, d) eigenvalues with ``rot`` (K, d, d) = Q_k^T (full covariances) or ``lam`` (K,)
+    isotropic variances with ``rot`` None. Every density, score and posterior mean of the law, of
+    its marginals and of its diffusion path is :func:`~sftheory.models._formulas.mixture_path_eval`
+    on these arrays with the (m, v) of a time: numpy inputs run the numba kernel (or the reference
+    formula under ``use_kernels("numpy")``), torch inputs the formula on x's dtype and device.
+    Conversions and kernel layouts are cached per backend, dtype and device.
     """
 
-    def __init__(self, means: np.ndarray, factor: np.ndarray, lognorm: np.ndarray, kind: str):
-        self.means = np.ascontiguousarray(means, dtype=np.float64)
-        self.factor = np.ascontiguousarray(factor, dtype=np.float64)
-        self.lognorm = np.ascontiguousarray(lognorm, dtype=np.float64)
-        self.kind = kind
-        self.score_ops = _formulas.score_operands(self.factor, kind)
+    def __init__(self, means, logw, lam, rot):
+        keep = np.isfinite(logw)
+        if not np.all(keep):  # zero weights: the component is not part of the law
+            means, logw, lam = means[keep], logw[keep], lam[keep]
+            rot = None if rot is None else rot[keep]
+        self.means, self.logw, self.lam, self.rot = means, logw, lam, rot
+        self.dim = means.shape[1]
         self._cache: dict = {}
 
-    def _convert(self, nx, like, arrays, tag):
-        key = (tag, nx.name, str(like.dtype), str(getattr(like, "device", "cpu")))
-        p = self._cache.get(key)
-        if p is None:
-            p = tuple(None if a is None else nx.from_numpy(np.ascontiguousarray(a), like=like)
-                      for a in arrays)
-            self._cache[key] = p
-        return p
+    @property
+    def kind(self) -> str:
+        return "iso" if self.rot is None else "full"
 
-    def __call__(self, x, nx, impl: str | None = None, ops=None, ops_tag="score"):
-        """(logpdf, sum_k r_k (off_k + mat_k z_k)); ``ops=(off, mat)`` defaults to the score."""
+    def diffused(self, m: float, v: float) -> "MixtureParams":
+        """Parameters of law(m X + sqrt(v) Z): means m mu, eigenvalues m^2 lam + v, same Q."""
+        return MixtureParams(m * self.means, self.logw, _formulas.marginal_var(self.lam, m, v),
+                             self.rot)
+
+    def evaluate(self, x, nx, m, v, posterior: bool, impl: str | None = None):
+        """(logpdf (N,), score or posterior mean (N, d)) at validated points x (N, d)."""
         impl = kernel_impl() if impl is None else check_impl(impl)
-        off, mat = self.score_ops if ops is None else ops
-        means, factor, lognorm, off, mat = self._convert(
-            nx, x, (self.means, self.factor, self.lognorm, off, mat), ops_tag)
         if nx.is_torch or impl == "numpy":
-            return _formulas.mixture_logpdf_expect_chunked(nx, x, means, factor, lognorm,
-                                                           self.kind, off, mat)
+            key = (nx.name, str(x.dtype), str(getattr(x, "device", "cpu")))
+            p = self._cache.get(key)
+            if p is None:
+                p = tuple(None if a is None else nx.from_numpy(np.ascontiguousarray(a), like=x)
+                          for a in (self.means, self.logw, self.lam, self.rot))
+                self._cache[key] = p
+            if not isinstance(m, float):
+                m, v = nx.asarray(m, like=x), nx.asarray(v, like=x)
+            with np.errstate(over="ignore"):  # |y|^2 = inf is handled (overflow rows)
+                return _formulas.mixture_path_eval_chunked(nx, x, m, v, *p, posterior)
         from .._kernels import mixture as kernels
 
-        key = ("layout", ops_tag, str(x.dtype))
-        layout = self._cache.get(key)
+        layout = self._cache.get("layout")
         if layout is None:
-            layout = kernels.kernel_layout(means, factor, lognorm, self.kind, off, mat)
-            self._cache[key] = layout
-        return kernels.evaluate(x, layout)
+            layout = kernels.kernel_layout(self.means, self.logw, self.lam, self.rot)
+            self._cache["layout"] = layout
+        return kernels.evaluate(x, m, v, layout, posterior)
 
 
-class ScoreModel(ABC):
-    """An exact probability law on R^d with closed-form log-density and score.
+class Density(ABC):
+    """A log-density on R^d with its score (the gradient of the log-density).
 
-    Public contract: ``logpdf(x)``, ``pdf(x)``, ``score(x)``, ``sample(n, seed=...)``, ``mean``,
-    ``cov``, ``marginal(process, t)`` (an object of the same family) and, on marginals,
-    ``posterior_mean(x)`` = E[X_0 | X_t = x]. Points x have shape (N, d); a 1-D array is N points
-    when d = 1. numpy in -> numpy out; torch in -> torch out (same dtype and device, autograd).
+    Public contract: ``logpdf(x)`` (N,), ``pdf(x)``, ``score(x)`` (N, d), ``logpdf_and_score(x)``,
+    ``log_normalizer``. Points x have shape (N, d) (or (N,) when d = 1); numpy in -> numpy out,
+    torch in -> torch out (same dtype and device, autograd in x).
     """
 
     dim: int
-    provenance: Provenance | None = None
-
-    # ---- subclasses -------------------------------------------------------------------------
-    @abstractmethod
-    def _evaluator(self) -> MixtureEvaluator:
-        """The evaluator behind logpdf/score (models without a density raise here)."""
 
     @abstractmethod
-    def _marginal(self, m: float, v: float) -> "ScoreModel":
-        """The law of m X + sqrt(v) Z, X ~ self, Z ~ N(0, I) independent."""
+    def _logpdf_and_score(self, x, nx, impl):
+        """The computation, on validated points x (N, d) of backend nx."""
+
+    @property
+    def log_normalizer(self) -> LogNormalizer:
+        """log Z with its error bar: exactly 0 for a normalized closed-form density."""
+        return EXACT
+
+    def logpdf_and_score(self, x, *, impl: str | None = None):
+        """(log p(x), grad log p(x)) in one pass; ``impl`` forces "numba" or "numpy" for numpy x."""
+        x2, nx, kind = prepare_points(x, self.dim)
+        logp, score = self._logpdf_and_score(x2, nx, impl)
+        return shape_scalar(kind, logp), shape_vector(kind, score)
+
+    def logpdf(self, x):
+        """log p(x), shape (N,)."""
+        return self.logpdf_and_score(x)[0]
+
+    def pdf(self, x):
+        """p(x), shape (N,)."""
+        logp = self.logpdf(x)
+        return get_backend(logp).exp(logp)
+
+    def score(self, x):
+        """grad_x log p(x), shape (N, d) (shape (N,) for a 1-D input in dimension 1)."""
+        return self.logpdf_and_score(x)[1]
+
+
+class Law(ABC):
+    """A probability law on R^d: ``sample``, ``mean``, ``cov``, and its diffusion under a forward
+    process, as a path (``path(process)``, all times) or one marginal (``marginal(process, t)``)."""
+
+    dim: int
 
     @abstractmethod
     def sample(self, n: int, seed=None) -> np.ndarray:
@@ -153,69 +208,42 @@ class ScoreModel(ABC):
     def cov(self) -> np.ndarray:
         """Exact covariance, shape (d, d)."""
 
-    # ---- shared -----------------------------------------------------------------------------
-    def logpdf_and_score(self, x, *, impl: str | None = None):
-        """(log p(x), grad log p(x)) in one pass; ``impl`` forces "numba" or "numpy" for numpy x."""
-        x2, nx, kind = prepare_points(x, self.dim)
-        logp, score = self._evaluator()(x2, nx, impl)
-        return shape_outputs(kind, logp, score)
+    @abstractmethod
+    def _diffused(self, m: float, v: float):
+        """The law of m X + sqrt(v) Z, X ~ self, Z ~ N(0, I) independent (closed form)."""
 
-    def logpdf(self, x):
-        """log p(x), shape (N,)."""
-        return self.logpdf_and_score(x)[0]
+    @abstractmethod
+    def _mixture_params(self) -> MixtureParams:
+        """Time-independent factorization of the law (for its path)."""
 
-    def pdf(self, x):
-        """p(x), shape (N,)."""
-        logp = self.logpdf(x)
-        return get_backend(logp).exp(logp)
+    def path(self, process: LinearSDE):
+        """The law diffused by ``process``: a :class:`~sftheory.models.path.MixturePath` with
+        ``score(x, t)``, ``logpdf(x, t)``, ``posterior_mean(x, t)`` and ``marginal(t)``, t a
+        scalar or one time per point."""
+        from .path import MixturePath
 
-    def score(self, x):
-        """grad_x log p(x), shape (N, d) (shape (N,) for a 1-D input in dimension 1)."""
-        return self.logpdf_and_score(x)[1]
+        return MixturePath(self, process)
 
-    def marginal(self, process: LinearSDE, t) -> "ScoreModel":
-        """p_t: the law of X_t when X_0 ~ self under ``process``, in closed form.
-
-        Returns an object of the same family whose ``posterior_mean`` gives E[X_0 | X_t = x].
-        """
+    def marginal(self, process: LinearSDE, t):
+        """p_t: the law of X_t when X_0 ~ self under ``process``, in closed form (an object of
+        the same family); shorthand of ``self.path(process).marginal(t)``."""
         if not isinstance(process, LinearSDE):
             raise ValueError(f"process must be a sftheory.processes process, got {process!r}")
         t = check_time(t)
         m, v = process.conditional(t)
-        out = self._marginal(m, v)
-        out.provenance = Provenance(self, process, t, m, v)
-        return out
+        return self._diffused(m, v)
 
-    def _prior_components(self):
-        """(means (K, d), covs (K, d, d) or isotropic variances (K,)) of the law whose marginal
-        this is, aligned with this object's components."""
-        raise NotImplementedError
 
-    def posterior_mean(self, x, *, impl: str | None = None):
-        """E[X_0 | X_t = x] (only on objects made by ``marginal``), shape like ``score(x)``.
+def stationary_law(process: LinearSDE, dim: int):
+    """The stationary law N(0, I / (2 kappa)) of ``process`` in dimension ``dim`` as a
+    :class:`~sftheory.models.Gaussian`; ValueError for processes without one (VE)."""
+    from .gaussian import Gaussian
 
-        Each component's Gaussian conditional mean mu0_k + m Sigma0_k Sigma_k^{-1}(x - m mu0_k),
-        averaged with the responsibilities (:func:`~sftheory.models._formulas.mixture_logpdf_expect`).
-        It equals Tweedie's (x + v score(x)) / m but has no cancellation when m(t) is small.
-        """
-        prov = self.provenance
-        if prov is None:
-            raise ValueError("posterior_mean is defined for marginals: call "
-                             "model.marginal(process, t).posterior_mean(x)")
-        x2, nx, kind = prepare_points(x, self.dim)
-        if prov.v == 0.0:  # t = 0: X_0 = X_t
-            post = x2 * 1.0  # a new array/tensor, never the caller's
-            return shape_outputs(kind, post[:, 0], post)[1]
-        ev = self._evaluator()
-        key = ("posterior", prov.m)
-        ops = getattr(self, "_post_ops", None)
-        if ops is None or ops[0] != key:
-            means0, covs0 = prov.base._prior_components()
-            ops = (key, _formulas.posterior_operands(ev.factor, ev.kind, means0, covs0, prov.m))
-            self._post_ops = ops
-        _, post = ev(x2, nx, impl, ops=ops[1], ops_tag="posterior")
-        return shape_outputs(kind, post[:, 0], post)[1]
-
-    def __repr__(self):
-        return f"{type(self).__name__}(dim={self.dim})"
-
+    if not isinstance(process, LinearSDE):
+        raise ValueError(f"process must be a sftheory.processes process, got {process!r}")
+    var = process.stationary_variance()
+    if var is None:
+        raise ValueError(f"{process!r} has no stationary distribution (kappa = 0)")
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+        raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
+    return Gaussian(np.zeros(int(dim)), var)

@@ -4,23 +4,23 @@ from __future__ import annotations
 import numpy as np
 
 from .._refs import source
-from .._validation import as_float_array, check_count, check_seed
+from .._validation import as_float_array, check_count, check_seed, frozen
 from . import _formulas
-from .base import MixtureEvaluator, ScoreModel
+from .base import Law, MixtureParams
 from .mixture import GaussianMixture
 
 
 @source("SM", "Sec. 2; eq. (6), (14), (19)", "sm.esf", "core.models.tweedie")
-class EmpiricalDistribution(ScoreModel):
+class EmpiricalDistribution(Law):
     r"""The uniform law :math:`\frac1n\sum_i \delta_{y_i}` on training points y_1..y_n in R^d.
 
-    It has no density: ``logpdf``/``score`` raise. For t > 0, ``marginal(process, t)`` is the
-    isotropic :class:`GaussianMixture` :math:`\frac1n \sum_i \mathcal N(m(t) y_i, v(t) I)`; its
-    score is the *empirical score function* (ESF) :math:`\nabla\log p_t^{(n)}` of [SM] Sec. 2
-    (the field that drives the denoising ODE (5)), and its ``posterior_mean`` is
+    A law without a density. Its path ``path(process)`` has one at every t > 0: the isotropic
+    mixture :math:`\frac1n \sum_i \mathcal N(m(t) y_i, v(t) I)`, whose score is the *empirical
+    score function* (ESF) of [SM] Sec. 2 (the field that drives the denoising ODE (5)), and whose
+    ``posterior_mean(x, t)`` is
     :math:`\hat x_t(x) = \sum_i \operatorname{softmax}_i(-|x - m y_i|^2 / 2v)\, y_i`
-    ([SM] eq. (14); eq. (6) for S = {-1, 1}).
-    At t = 0 the marginal is the empirical law itself.
+    ([SM] eq. (14); eq. (6) for S = {-1, 1}). ``marginal(process, t)`` is that mixture for
+    t > 0 and the empirical law itself at t = 0. The points are copied once and read-only.
 
     Parameters
     ----------
@@ -33,12 +33,14 @@ class EmpiricalDistribution(ScoreModel):
             y = y[:, None]
         if y.shape[0] == 0 or y.shape[1] == 0:
             raise ValueError(f"points must be a non-empty (n, d) array, got shape {y.shape}")
-        self._points = y
+        self._points = frozen(y)
         self.n_points, self.dim = y.shape
+        self._params = None
 
     @property
     def points(self) -> np.ndarray:
-        return self._points.copy()
+        """The training points (n, d), read-only (no copy)."""
+        return self._points
 
     @property
     def mean(self) -> np.ndarray:
@@ -50,9 +52,11 @@ class EmpiricalDistribution(ScoreModel):
         c = self._points - self.mean
         return c.T @ c / self.n_points
 
-    def _evaluator(self) -> MixtureEvaluator:
-        raise ValueError("the empirical distribution has no density; evaluate a marginal at t > 0 "
-                         "(model.marginal(process, t).score(x))")
+    def _mixture_params(self) -> MixtureParams:
+        if self._params is None:
+            n = self.n_points
+            self._params = MixtureParams(self._points, np.full(n, -np.log(n)), np.zeros(n), None)
+        return self._params
 
     def as_mixture(self, variance: float) -> GaussianMixture:
         """The smoothed law (1/n) sum_i N(y_i, variance I) (e.g. mu_n^sigma of the ScoreFusion slides)."""
@@ -60,18 +64,15 @@ class EmpiricalDistribution(ScoreModel):
         if not variance > 0:
             raise ValueError(f"variance must be > 0, got {variance}")
         n = self.n_points
-        return GaussianMixture._trusted(np.full(n, 1.0 / n), self._points, "iso",
-                                        var=np.full(n, variance))
+        return GaussianMixture(np.full(n, 1.0 / n), self._points, np.full(n, variance))
 
-    def _prior_components(self):
-        return self._points, np.zeros(self.n_points)
-
-    def _marginal(self, m, v):
+    def _diffused(self, m, v):
         if v == 0.0:
-            return EmpiricalDistribution(m * self._points)
+            return self if m == 1.0 else EmpiricalDistribution(m * self._points)
         n = self.n_points
-        return GaussianMixture._trusted(np.full(n, 1.0 / n), m * self._points, "iso",
-                                        var=_formulas.iso_marginal_var(np.zeros(n), m, v))
+        var = _formulas.marginal_var(np.zeros(n), m, v)
+        params = self._mixture_params().diffused(m, v)
+        return GaussianMixture._from_params(np.full(n, 1.0 / n), params.means, params, var=var)
 
     def sample(self, n, seed=None):
         n = check_count(n)

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from .._refs import source
-from .._validation import check_seed, check_time, is_torch
+from .._validation import check_time, check_times
 
 
 @source("OS", "App. B.2; standard OU transition", "core.processes.moments", "core.processes.time_change")
@@ -76,17 +76,35 @@ class LinearSDE(ABC):
         """a(t) with f(t, x) = -a(t) x; a(t) = kappa g(t)^2."""
         return self.kappa * np.asarray(self.diffusion(t)) ** 2
 
-    def drift(self, t, x):
-        """f(t, x) = -kappa g(t)^2 x for points x of shape (N, d) (numpy or torch)."""
-        t = check_time(t)
-        return -float(self.drift_coef(t)) * x
+    def drift(self, x, t):
+        """f(x, t) = -kappa g(t)^2 x for points x of shape (N, d) (numpy or torch); t a scalar or
+        one time per point, shape (N,)."""
+        from ..backend import get_backend
+
+        nx = get_backend(x)
+        t = check_times(t, x.shape[0])
+        a = self.drift_coef(t)
+        if isinstance(t, float):
+            return -float(a) * x
+        return -nx.asarray(a, like=x)[:, None] * x
 
     def conditional(self, t):
-        """(m(t), v(t)) with X_t | X_0 = x0 ~ N(m(t) x0, v(t) I)."""
+        """(m(t), v(t)) with X_t | X_0 = x0 ~ N(m(t) x0, v(t) I), for a scalar time t."""
         t = check_time(t)
         with np.errstate(over="ignore"):
             m, v = ou_transition(self.kappa, self.clock(t))
         return self._finite_law(float(m), float(v), t)
+
+    def conditional_many(self, t: np.ndarray):
+        """(m, v) arrays for an array of times t >= 0 (one call, no Python loop): what a path
+        evaluates for one time per point."""
+        t = check_times(t, np.shape(t)[0] if np.ndim(t) == 1 else -1)
+        with np.errstate(over="ignore"):
+            m, v = ou_transition(self.kappa, self.clock(t))
+        ok = np.isfinite(m) & np.isfinite(v)
+        if not np.all(ok):
+            self._finite_law(math.nan, math.nan, float(t[~ok][0]))
+        return m, v
 
     def _finite_law(self, m: float, v: float, t: float):
         if not (math.isfinite(m) and math.isfinite(v)):
@@ -113,26 +131,22 @@ class LinearSDE(ABC):
         return self._finite_law(float(m), float(v), t)
 
     def sample_transition(self, x, t, *, s: float = 0.0, seed=None):
-        """Exact draw of X_t given X_s = x (rows of x are independent particles)."""
-        m, v = self.transition(s, t)
-        if is_torch(x):
-            import torch
+        """Exact draw of X_t given X_s = x (rows of x are independent particles), in x's backend,
+        dtype and device; ``seed`` an int, None or a numpy Generator."""
+        from ..backend import get_backend
 
-            gen = None
-            if seed is not None:
-                if isinstance(seed, np.random.Generator):
-                    seed = int(seed.integers(0, 2**63 - 1))
-                gen = torch.Generator(device=x.device).manual_seed(int(seed))
-            noise = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
-            return m * x + math.sqrt(v) * noise
-        rng = check_seed(seed)
-        x = np.asarray(x, dtype=np.float64)
-        if not np.all(np.isfinite(x)):
+        nx = get_backend(x)
+        if not nx.is_torch:
+            x = np.asarray(x)
+            if x.dtype not in (np.float32, np.float64):
+                x = x.astype(np.float64)
+        if not nx.all_finite(x):
             raise ValueError("x contains NaN or infinite values")
-        return m * x + math.sqrt(v) * rng.standard_normal(x.shape)
+        m, v = self.transition(s, t)
+        return m * x + math.sqrt(v) * nx.standard_normal(x.shape, seed, like=x)
 
     @source("OS", "App. B.1 (Fokker-Planck equation of (1))", "core.models.fokker_planck")
-    def log_fokker_planck_rhs(self, t, x, grad_logp, lap_logp):
+    def log_fokker_planck_rhs(self, x, t, grad_logp, lap_logp):
         r"""The Fokker-Planck equation of this process written for log p_t at points x (N, d).
 
         .. math::
@@ -154,30 +168,16 @@ class LinearSDE(ABC):
         """Per-coordinate variance 1/(2 kappa) of the invariant law N(0, I/(2 kappa)); None if none.
 
         The invariant law is reached as t -> oo only if theta(t) -> oo, true for every
-        process here.
+        process here. The law itself is ``sftheory.models.stationary_law(process, dim)``.
         """
         return None if self.kappa == 0 else 1.0 / (2.0 * self.kappa)
 
-    def stationary(self, dim: int):
-        """The stationary law N(0, I / (2 kappa)) as a :class:`sftheory.models.Gaussian`.
-
-        Raises ValueError for processes without one (VE).
-        """
-        from ..models import Gaussian
-
-        var = self.stationary_variance()
-        if var is None:
-            raise ValueError(f"{self!r} has no stationary distribution (kappa = 0)")
-        return Gaussian(np.zeros(int(dim)), var)
-
+    @abstractmethod
     def canonical(self) -> "LinearSDE":
         """The same process on its clock theta: dX = -kappa X dtheta + dW ([OS] App. B.2).
 
         ``self.conditional(t) == self.canonical().conditional(self.clock(t))``.
         """
-        from .processes import OU, VE
-
-        return VE() if self.kappa == 0 else OU(a=self.kappa, sigma=1.0)
 
     def time_change(self, t):
         """Map forward time t to the canonical process's time theta(t); alias of :meth:`clock`."""

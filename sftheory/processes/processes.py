@@ -35,6 +35,9 @@ class OU(LinearSDE):
     def clock_increment(self, s, t):
         return self.sigma**2 * (np.asarray(t, dtype=np.float64) - np.asarray(s, dtype=np.float64))
 
+    def canonical(self):
+        return OU(a=self.kappa, sigma=1.0)
+
     def _params(self):
         return (self.a, self.sigma)
 
@@ -55,8 +58,8 @@ class VP(LinearSDE):
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
         self.beta_min = check_positive(beta_min, "beta_min")
-        self.beta_max = float(beta_max)
-        if not math.isfinite(self.beta_max) or self.beta_max < self.beta_min:
+        self.beta_max = check_positive(beta_max, "beta_max")
+        if self.beta_max < self.beta_min:
             raise ValueError(f"need finite beta_max >= beta_min, got {beta_min}, {beta_max}")
 
     def beta(self, t):
@@ -79,6 +82,9 @@ class VP(LinearSDE):
         s = np.asarray(s, dtype=np.float64)
         t = np.asarray(t, dtype=np.float64)
         return (t - s) * (self.beta_min + 0.5 * (self.beta_max - self.beta_min) * (t + s))
+
+    def canonical(self):
+        return OU(a=self.kappa, sigma=1.0)
 
     def _params(self):
         return (self.beta_min, self.beta_max)
@@ -134,6 +140,9 @@ class VE(LinearSDE):
         t = np.asarray(t, dtype=np.float64)
         ls = self._log_sigma
         return np.exp(2 * ls * s) * np.expm1(2 * ls * (t - s)) / (2 * ls)
+
+    def canonical(self):
+        return VE()
 
     def _params(self):
         return (self.sigma,)

@@ -52,4 +52,4 @@ def random_mixture(rng: np.random.Generator, k: int, dim: int, *, kind: str = "f
         covs = np.exp(rng.uniform(lo, hi, size=(k, dim)))
     else:
         covs = np.stack([random_spd(rng, dim, min_eig=min_eig, max_eig=max_eig) for _ in range(k)])
-    return GaussianMixture(w, means, covs)
+    return GaussianMixture(w, means, covs, covariance_type={"iso": "spherical"}.get(kind, kind))

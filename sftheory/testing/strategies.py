@@ -139,7 +139,7 @@ def gaussian_mixtures(n_components=(1, 4), dim=st.integers(1, 3), *, mean_scale:
                                           max_size=k * d))).reshape(k, d)
         else:
             covs = np.stack([draw(spd_matrices(d, min_eig=min_eig, max_eig=max_eig)) for _ in range(k)])
-        return GaussianMixture(w, means, covs)
+        return GaussianMixture(w, means, covs, covariance_type={"iso": "spherical"}.get(kind, kind))
 
     return build()
 

@@ -70,7 +70,8 @@ def _gauss(mean, cov_arg, cov_full):
 def _mix(weights, means, cov_arg, cov_full):
     weights, means = np.asarray(weights, float), np.asarray(means, float)
     return Spec(weights, means, np.asarray(cov_full, float),
-                lambda: GaussianMixture(weights, means, cov_arg))
+                lambda: GaussianMixture(weights, means, cov_arg,
+                                        covariance_type="diag" if np.ndim(cov_arg) == 2 else None))
 
 
 def _emp(points):

@@ -126,7 +126,7 @@ def test_iso_kernel_equals_full_kernel(means, variances, data):
     var = np.array(variances[:k])
     iso = GaussianMixture(w, means, var)
     full = GaussianMixture(w, means, var[:, None, None] * np.eye(d)[None])
-    diag = GaussianMixture(w, means, np.repeat(var[:, None], d, axis=1))
+    diag = GaussianMixture(w, means, np.repeat(var[:, None], d, axis=1), covariance_type="diag")
     x = _points(data, d)
     lp_i, s_i = iso.logpdf_and_score(x)
     for other in (full, diag):

@@ -60,7 +60,7 @@ def test_gaussian_posterior_mean_is_gaussian_conditioning(process, t, cov, exact
     m, v = exact_mv(process, t)
     x = np.random.default_rng(0).normal(size=(20, 2)) * 3.0
     ref = gaussian_posterior_mean(mu, g.cov, m, v, x)
-    np.testing.assert_allclose(g.marginal(process, t).posterior_mean(x), ref, **_tol(ref, x))
+    np.testing.assert_allclose(g.path(process).posterior_mean(x, t), ref, **_tol(ref, x))
 
 
 @pytest.mark.parametrize("process", PROCESSES)
@@ -73,7 +73,7 @@ def test_empirical_posterior_mean_is_softmax_average(process, t, dim, exact_mv):
     # points near the (scaled) training set and in between
     x = m * y[rng.integers(0, 9, 15)] + np.sqrt(v) * rng.normal(size=(15, dim))
     ref = empirical_posterior_mean(y, m, v, x)
-    out = EmpiricalDistribution(y).marginal(process, t).posterior_mean(x)
+    out = EmpiricalDistribution(y).path(process).posterior_mean(x, t)
     np.testing.assert_allclose(out, ref, **_tol(ref, x))
 
 
@@ -87,7 +87,7 @@ def test_mixture_posterior_mean(process, t, exact_mv):
     m, v = exact_mv(process, t)
     x = np.random.default_rng(1).normal(size=(20, 2)) * 2.0
     ref = mixture_posterior_mean(w, means, covs, m, v, x)
-    np.testing.assert_allclose(mix.marginal(process, t).posterior_mean(x), ref, **_tol(ref, x))
+    np.testing.assert_allclose(mix.path(process).posterior_mean(x, t), ref, **_tol(ref, x))
 
 
 @pytest.mark.parametrize("model", [Gaussian([1.0, 2.0], 0.5),
@@ -98,21 +98,24 @@ def test_mixture_posterior_mean(process, t, exact_mv):
 @pytest.mark.parametrize("process", PROCESSES)
 def test_posterior_mean_at_time_zero_is_identity(model, process):
     x = np.array([[0.3, -0.7], [5.0, 2.0]])
-    np.testing.assert_array_equal(model.marginal(process, 0.0).posterior_mean(x), x)
+    np.testing.assert_array_equal(model.path(process).posterior_mean(x, 0.0), x)
 
 
 def test_posterior_mean_1d_shapes():
-    p = Gaussian([0.0], 1.0).marginal(VE(), 1.0)
+    p = Gaussian([0.0], 1.0).path(VE())
     x = np.array([1.0, 2.0])
-    out = p.posterior_mean(x)
+    out = p.posterior_mean(x, 1.0)
     assert out.shape == (2,)
     np.testing.assert_allclose(out, x / 2.0, rtol=EXACT_FLOAT64.rtol)  # E = x * 1 / (1 + 1)
-    assert p.posterior_mean(x[:, None]).shape == (2, 1)
+    assert p.posterior_mean(x[:, None], 1.0).shape == (2, 1)
+    # one time per point: E = x / (1 + t) for N(0, 1) under dX = dW
+    np.testing.assert_allclose(p.posterior_mean(x, np.array([1.0, 3.0])), x / np.array([2.0, 4.0]),
+                               rtol=EXACT_FLOAT64.rtol)
 
 
-def test_posterior_mean_needs_a_marginal():
-    with pytest.raises(ValueError, match="marginal"):
-        Gaussian([0.0], 1.0).posterior_mean(np.zeros(3))
+def test_marginals_have_no_posterior_mean_the_path_does():
+    """One mechanism: E[X_0 | X_t] lives on the path, which knows both the law and the process."""
+    assert not hasattr(Gaussian([0.0], 1.0).marginal(VE(), 1.0), "posterior_mean")
 
 
 @given(sst.gaussians(dim=2), sst.processes(), sst.diffusion_times(1e-3, 1.0))
@@ -122,7 +125,7 @@ def test_gaussian_posterior_mean_property(g, process, t):
     ref = gaussian_posterior_mean(g.mean, g.cov, m, v, x)
     # the strategies bound cond(cov) <= 1e2, which multiplies the rounding of the solve
     tol = 1e2 * EXACT_FLOAT64.rtol
-    np.testing.assert_allclose(g.marginal(process, t).posterior_mean(x), ref, rtol=tol,
+    np.testing.assert_allclose(g.path(process).posterior_mean(x, t), ref, rtol=tol,
                                atol=tol * (1 + np.abs(ref).max() + np.abs(x).max()))
 
 
@@ -133,7 +136,7 @@ def test_empirical_posterior_mean_property(emp, process, t):
     y = emp.points
     x = m * y + np.sqrt(v) * 0.5
     ref = empirical_posterior_mean(y, m, v, x)
-    np.testing.assert_allclose(emp.marginal(process, t).posterior_mean(x), ref, **_tol(ref, x))
+    np.testing.assert_allclose(emp.path(process).posterior_mean(x, t), ref, **_tol(ref, x))
 
 
 @pytest.mark.parametrize("process,t", [(VP(), 1.5), (VP(), 3.0), (OU(), 40.0), (OU(), 80.0)],
@@ -155,7 +158,7 @@ def test_posterior_mean_survives_small_mean_coefficient(model, process, t, exact
         ref = gaussian_posterior_mean(model.mean, model.cov, m, v, x)
     else:
         ref = mixture_posterior_mean(model.weights, model.means, model.covs, m, v, x)
-    out = model.marginal(process, t).posterior_mean(x)
+    out = model.path(process).posterior_mean(x, t)
     np.testing.assert_allclose(out, ref, **_tol(ref, x))
     # |E - mean| = O(m |x|) plus rounding of the responsibility-weighted sum
     np.testing.assert_allclose(out, np.broadcast_to(model.mean, x.shape), rtol=EXACT_FLOAT64.rtol,
@@ -165,7 +168,7 @@ def test_posterior_mean_survives_small_mean_coefficient(model, process, t, exact
 @pytest.mark.parametrize("impl", ["numba", "numpy"])
 def test_posterior_mean_impls_agree(impl):
     mix = GaussianMixture([0.3, 0.7], [[-1.0, 0.5], [1.5, -0.5]], [_COV, np.diag([0.3, 0.8])])
-    p = mix.marginal(VP(), 0.4)
+    p = mix.path(VP())
     x = np.random.default_rng(3).normal(size=(50, 2)) * 2
     ref = mixture_posterior_mean(mix.weights, mix.means, mix.covs, *VP().conditional(0.4), x)
-    np.testing.assert_allclose(p.posterior_mean(x, impl=impl), ref, **_tol(ref, x))
+    np.testing.assert_allclose(p.posterior_mean(x, 0.4, impl=impl), ref, **_tol(ref, x))

@@ -138,9 +138,9 @@ def test_far_point_posterior_mean_is_convex_combination(impl):
     """E[X0 | Xt = x] for two atoms sharing their second coordinate (5) is a convex combination
     of them: second coordinate exactly 5, first within [10, 12], also far away."""
     y = np.array([[10.0, 5.0], [12.0, 5.0]])
-    p = EmpiricalDistribution(y).marginal(VE(), 1.0)
+    p = EmpiricalDistribution(y).path(VE())
     x = np.array([[11.3, 1e6], [11.0, -1e7]])
-    post = p.posterior_mean(x, impl=impl)
+    post = p.posterior_mean(x, 1.0, impl=impl)
     np.testing.assert_allclose(post[:, 1], 5.0, rtol=EXACT_FLOAT64.rtol, atol=0)
     assert np.all((post[:, 0] >= 10.0) & (post[:, 0] <= 12.0)), post
 
@@ -225,7 +225,7 @@ def test_1e5_components_match_scipy_logsumexp(big_empirical, process, t):
     np.testing.assert_allclose(lp, lp_ref, rtol=EXACT_FLOAT64.rtol,
                                atol=EXACT_FLOAT64.rtol * (1 + big**2 / v))
     np.testing.assert_allclose(s, s_ref, rtol=EXACT_FLOAT64.rtol, atol=EXACT_FLOAT64.rtol * big / v)
-    post = p.posterior_mean(x)
+    post = emp.path(process).posterior_mean(x, t)
     np.testing.assert_allclose(post, r @ y, rtol=EXACT_FLOAT64.rtol,
                                atol=EXACT_FLOAT64.rtol * np.abs(y).max())
 
@@ -254,7 +254,7 @@ def test_1e5_identical_components_are_one_gaussian():
                                atol=EXACT_FLOAT64.rtol * np.log(N_BIG) * 10)
     # the kernel sums 1e5 equal terms sequentially: relative rounding up to N eps
     np.testing.assert_allclose(p.score(x), -(x - m * y0) / v, rtol=N_BIG * EPS, atol=0)
-    np.testing.assert_allclose(p.posterior_mean(x), np.broadcast_to(y0, x.shape),
+    np.testing.assert_allclose(emp.path(VP()).posterior_mean(x, 0.3), np.broadcast_to(y0, x.shape),
                                rtol=N_BIG * EPS, atol=0)
 
 
@@ -282,9 +282,10 @@ def test_float32_in_float32_out(factory, impl, scale):
     np.testing.assert_allclose(lp32, lp64, rtol=FLOAT32.rtol, atol=FLOAT32.atol)
     np.testing.assert_allclose(s32, s64, rtol=FLOAT32.rtol, atol=FLOAT32.atol * np.abs(s64).max())
     assert p.pdf(x32).dtype == np.float32
-    post = p.posterior_mean(x32, impl=impl)
+    pa = factory().path(VP())
+    post = pa.posterior_mean(x32, 0.1, impl=impl)
     assert post.dtype == np.float32
-    post64 = p.posterior_mean(x32.astype(np.float64), impl=impl)
+    post64 = pa.posterior_mean(x32.astype(np.float64), 0.1, impl=impl)
     np.testing.assert_allclose(post, post64, rtol=FLOAT32.rtol,
                                atol=FLOAT32.atol * (1 + np.abs(post64).max()))
 

@@ -49,7 +49,9 @@ def test_tensor_in_tensor_out_and_parity(factory, process, device):
     x = _x()
     xt = torch.tensor(x, dtype=torch.float64, device=device)
     lp, s = p.logpdf_and_score(xt)
-    for out in (lp, s, p.logpdf(xt), p.score(xt), p.pdf(xt), p.posterior_mean(xt)):
+    pa = factory().path(process)
+    for out in (lp, s, p.logpdf(xt), p.score(xt), p.pdf(xt), pa.posterior_mean(xt, 0.3),
+                pa.score(xt, 0.3), pa.logpdf(xt, torch.full((len(x),), 0.3, dtype=torch.float64))):
         assert isinstance(out, torch.Tensor)
         assert out.dtype == torch.float64 and out.device == xt.device
     assert lp.shape == (len(x),) and s.shape == x.shape
@@ -58,7 +60,8 @@ def test_tensor_in_tensor_out_and_parity(factory, process, device):
     assert ok, err
     ok, err = _floor1(s.cpu().numpy(), s_np, KERNEL_PARITY)
     assert ok, err
-    ok, err = _floor1(p.posterior_mean(xt).cpu().numpy(), p.posterior_mean(x), KERNEL_PARITY)
+    ok, err = _floor1(pa.posterior_mean(xt, 0.3).cpu().numpy(), pa.posterior_mean(x, 0.3),
+                      KERNEL_PARITY)
     assert ok, err
 
 
@@ -69,7 +72,7 @@ def test_float32_tensors_stay_float32(factory, device):
     x32 = torch.tensor(_x(), dtype=torch.float32, device=device)
     lp, s = p.logpdf_and_score(x32)
     assert lp.dtype == torch.float32 and s.dtype == torch.float32
-    assert p.posterior_mean(x32).dtype == torch.float32
+    assert factory().path(VP()).posterior_mean(x32, 0.1).dtype == torch.float32
     lp64, s64 = p.logpdf_and_score(x32.double().cpu().numpy())
     np.testing.assert_allclose(lp.cpu().numpy(), lp64, rtol=FLOAT32.rtol, atol=FLOAT32.atol)
     np.testing.assert_allclose(s.cpu().numpy(), s64, rtol=FLOAT32.rtol,
@@ -104,9 +107,9 @@ def test_jacobian_of_posterior_mean_is_gaussian_gain():
     + v I)^{-1}."""
     g = Gaussian([0.5, -1.0], _COV)
     m, v = OU().conditional(0.7)
-    p = g.marginal(OU(), 0.7)
+    p = g.path(OU())
     xt = torch.tensor([[0.3, -0.2]], dtype=torch.float64)
-    jac = torch.autograd.functional.jacobian(lambda z: p.posterior_mean(z)[0], xt)[:, 0, :]
+    jac = torch.autograd.functional.jacobian(lambda z: p.posterior_mean(z, 0.7)[0], xt)[:, 0, :]
     cov = np.array(_COV)
     ref = m * cov @ np.linalg.inv(m * m * cov + v * np.eye(2))
     np.testing.assert_allclose(jac.numpy(), ref, rtol=EXACT_FLOAT64.rtol, atol=EXACT_FLOAT64.atol)
@@ -144,7 +147,7 @@ def test_sample_transition_and_drift_with_tensors(device):
     # mean within 5 SE, variance within 5 SE (SE of a normal sample variance: v sqrt(2 / n))
     assert np.all(np.abs(r.mean(0)) <= 5 * np.sqrt(v / len(r)))
     assert np.all(np.abs(r.var(0) - v) <= 5 * v * np.sqrt(2 / len(r)))
-    drift = p.drift(0.5, x)
+    drift = p.drift(x, 0.5)
     assert isinstance(drift, torch.Tensor)
     torch.testing.assert_close(drift, -float(p.drift_coef(0.5)) * x)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import multivariate_normal
 
 from sftheory import use_kernels
 from sftheory.models import EmpiricalDistribution, Gaussian, GaussianMixture
@@ -46,11 +47,11 @@ def test_bad_points_raise(factory, method, x, match):
 
 @pytest.mark.parametrize("factory", MODELS_2D)
 def test_bad_points_posterior_mean(factory):
-    p = factory().marginal(OU(), 0.5)
+    p = factory().path(OU())
     with pytest.raises(ValueError, match=r"expected \(N, 2\)"):
-        p.posterior_mean(np.zeros((3, 1)))
+        p.posterior_mean(np.zeros((3, 1)), 0.5)
     with pytest.raises(ValueError, match="NaN or infinite"):
-        p.posterior_mean(np.array([[NAN, 0.0]]))
+        p.posterior_mean(np.array([[NAN, 0.0]]), 0.5)
 
 
 def test_1d_model_rejects_two_columns():
@@ -119,12 +120,12 @@ _M = [[0.0, 0.0], [1.0, 1.0]]
     ([0.5, 0.5], _M, [1.0, INF], "NaN or infinite"),
     ([0.5, 0.5], _M, [1.0, 0.0], "> 0"),
     ([0.5, 0.5], _M, [1.0, -1.0], "> 0"),
-    ([0.5, 0.5], _M, [[1.0, 1.0], [1.0, 0.0]], "> 0"),
-    ([0.5, 0.5], _M, [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]], "diagonal covs"),
-    ([0.5, 0.5], _M, [1.0, 1.0, 1.0], "covs has 3 components"),
+    ([0.5, 0.5], _M, [[1.0, 1.0], [1.0, 0.0]], "ambiguous"),
+    ([0.5, 0.5], _M, [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]], r"\(2, 2\) \(diagonal\)"),
+    ([0.5, 0.5], _M, [1.0, 1.0, 1.0], r"must have shape \(2,\)"),
     ([0.5, 0.5], _M, [np.eye(2), [[1.0, 2.0], [2.0, 1.0]]], "not positive definite"),
     ([0.5, 0.5], _M, [np.eye(2), [[1.0, 0.5], [0.1, 1.0]]], "not symmetric"),
-    ([0.5, 0.5], _M, [np.eye(3), np.eye(3)], "expected"),
+    ([0.5, 0.5], _M, [np.eye(3), np.eye(3)], r"must have shape \(2, 2, 2\)"),
     ([0.5, 0.5], np.zeros((2, 2, 2)), [1.0, 1.0], "dimension"),
     ([[0.5, 0.5]], _M, [1.0, 1.0], "dimension"),
 ], ids=["neg-weight", "sum>1", "sum<1", "k-mismatch", "empty", "nan-weight", "nan-mean",
@@ -155,12 +156,36 @@ def test_bad_empirical_points(points, match):
 
 
 def test_empirical_law_has_no_density():
+    """A Law without the Density role: no logpdf/score at all; its path has them for t > 0."""
     emp = EmpiricalDistribution([[0.0, 0.0], [1.0, 1.0]])
     for method in ("logpdf", "score", "pdf", "logpdf_and_score"):
-        with pytest.raises(ValueError, match="no density"):
-            getattr(emp, method)(np.zeros((1, 2)))
+        assert not hasattr(emp, method)
+    path = emp.path(VE())
+    for method in ("logpdf", "score", "logpdf_and_score"):
+        with pytest.raises(ValueError, match="t must be > 0"):
+            getattr(path, method)(np.zeros((1, 2)), 0.0)
+        with pytest.raises(ValueError, match="t must be > 0"):
+            getattr(path, method)(np.zeros((2, 2)), np.array([0.5, 0.0]))
     with pytest.raises(ValueError, match="variance must be > 0"):
         emp.as_mixture(0.0)
+
+
+def test_covariance_type_resolves_the_k_equals_d_ambiguity():
+    """covs of shape (K, d) with K = d: K diagonals or one shared matrix? Explicit, not guessed."""
+    w, c = [0.5, 0.5], np.array([[1.0, 0.3], [0.3, 2.0]])
+    diag = GaussianMixture(w, _M, c, covariance_type="diag")
+    np.testing.assert_array_equal(diag.covs, [np.diag(c[0]), np.diag(c[1])])
+    tied = GaussianMixture(w, _M, c, covariance_type="tied")
+    np.testing.assert_array_equal(tied.covs, [c, c])
+    x = np.array([[0.2, -0.4]])
+    ref = np.log(0.5 * multivariate_normal(_M[0], c).pdf(x) + 0.5 * multivariate_normal(_M[1], c).pdf(x))
+    np.testing.assert_allclose(tied.logpdf(x), [ref], rtol=EXACT_FLOAT64.rtol)
+    with pytest.raises(ValueError, match="covariance_type must be one of"):
+        GaussianMixture(w, _M, c, covariance_type="shared")
+    with pytest.raises(ValueError, match="tied"):
+        GaussianMixture([0.2, 0.3, 0.5], [[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]], c)
+    with pytest.raises(ValueError, match="> 0"):
+        GaussianMixture(w, _M, [[1.0, 1.0], [1.0, 0.0]], covariance_type="diag")
 
 
 # ---- marginal, sample, kernels ------------------------------------------------------------------
@@ -229,7 +254,7 @@ def test_booleans_are_not_times_or_counts(bad):
 
 def test_posterior_mean_at_time_zero_is_a_copy():
     x = np.array([[0.5, -1.0]])
-    pm = Gaussian([0.0, 0.0], 1.0).marginal(OU(), 0.0).posterior_mean(x)
+    pm = Gaussian([0.0, 0.0], 1.0).path(OU()).posterior_mean(x, 0.0)
     assert pm is not x and not np.shares_memory(pm, x)
     np.testing.assert_array_equal(pm, x)
 

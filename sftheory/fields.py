@@ -1,0 +1,190 @@
+"""Score fields: any callable ``s(x, t)`` with a dimension, and the combinators the theory needs.
+
+Wherever sftheory takes a score it takes a **score field**: a callable ``s(x, t)`` returning an
+array of x's shape (N, d), with x of shape (N, d) and t a scalar (one time for every point) or an
+array of shape (N,) (one time per point, as denoising score matching and the ScoreFusion loss
+draw them), plus its dimension ``dim``. Times are forward-diffusion times. Plain functions,
+exact paths (``law.path(process)``, whose ``score`` this is) and torch ``nn.Module`` networks all
+qualify through :func:`as_field`.
+
+What a field receives: x as given (numpy or torch, shape (N, d)), and t as a Python float or,
+for per-point times, an array of shape (N,) in x's backend, dtype and device.
+
+>>> import numpy as np
+>>> from sftheory.fields import as_field, weighted, perturbed
+>>> s1 = as_field(lambda x, t: -x, dim=2)            # the score of N(0, I) at every t
+>>> s2 = as_field(lambda x, t: -(x - 1.0), dim=2)
+>>> s = weighted([s1, s2], [0.25, 0.75])            # [SF] Thm. 2: sum_i lambda_i s_i
+>>> s(np.zeros((1, 2)), 0.5)
+array([[0.75, 0.75]])
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ._refs import source
+from ._validation import check_real, check_simplex, check_times, is_torch
+from .backend import get_backend
+
+
+class ScoreField:
+    """Base of the fields sftheory builds: validates x and t once, then calls ``_eval``.
+
+    ``field(x, t)``: x (N, d) (or (N,) when d = 1), t scalar or shape (N,); returns (N, d) in
+    x's backend (or (N,) for a 1-D input). Subclasses implement ``_eval(x, t)`` on validated
+    x (N, d) and t (float or (N,) array of x's backend).
+    """
+
+    dim: int
+
+    def __call__(self, x, t):
+        x2, nx, kind = _prepare_points(x, self.dim)
+        tt = check_times(t, x2.shape[0])
+        if not isinstance(tt, float):
+            tt = nx.asarray(tt, like=x2)
+        out = self._eval(x2, tt)
+        return out[:, 0] if kind == "1d" else out
+
+    def _eval(self, x, t):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}(dim={self.dim})"
+
+
+def _prepare_points(x, dim):
+    from .models.base import prepare_points
+
+    x2, nx, kind = prepare_points(x, dim)
+    if kind == "0d":
+        raise ValueError("x must be an array of points of shape (N, d), got a scalar")
+    return x2, nx, kind
+
+
+def _check_dim(dim, what) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
+        raise ValueError(f"{what} must be an integer >= 1, got {dim!r}")
+    return int(dim)
+
+
+class CallableField(ScoreField):
+    """A user's callable ``fn(x, t)`` (a function, a path's ``score``, an ``nn.Module``) as a field.
+
+    The output is checked: same backend as x, shape (N, d), finite (a NaN from a network is an
+    error here, not a silent NaN further down).
+    """
+
+    def __init__(self, fn, dim: int, name: str | None = None):
+        if not callable(fn):
+            raise ValueError(f"fn must be callable as fn(x, t), got {fn!r}")
+        self.fn = fn
+        self.dim = _check_dim(dim, "dim")
+        self.name = name or getattr(fn, "__qualname__", type(fn).__name__)
+
+    def _eval(self, x, t):
+        out = self.fn(x, t)
+        if is_torch(out) != is_torch(x):
+            raise ValueError(f"field {self.name} returned a {type(out).__name__} for a "
+                             f"{type(x).__name__} input; return x's backend")
+        if tuple(out.shape) != tuple(x.shape):
+            raise ValueError(f"field {self.name} returned shape {tuple(out.shape)} for x of shape "
+                             f"{tuple(x.shape)}")
+        if not get_backend(out).all_finite(out):
+            raise ValueError(f"field {self.name} returned NaN or infinite values")
+        return out
+
+    def __repr__(self):
+        return f"CallableField({self.name}, dim={self.dim})"
+
+
+def as_field(fn, dim: int | None = None) -> ScoreField:
+    """A score field from ``fn``: a :class:`ScoreField` (returned as is), anything with ``score``
+    and ``dim`` (an exact path: its ``score``), or a callable ``fn(x, t)`` (a function, a torch
+    ``nn.Module``), whose ``dim`` must be given unless ``fn.dim`` exists."""
+    if isinstance(fn, ScoreField):
+        if dim is not None and _check_dim(dim, "dim") != fn.dim:
+            raise ValueError(f"dim={dim} but the field has dim {fn.dim}")
+        return fn
+    fdim = getattr(fn, "dim", None)
+    if dim is None:
+        if fdim is None:
+            raise ValueError(f"dim is required for {fn!r} (it has no .dim attribute)")
+        dim = fdim
+    elif fdim is not None and isinstance(fdim, numbers.Integral) and int(fdim) != dim:
+        raise ValueError(f"dim={dim} but {fn!r} has dim {fdim}")
+    score = getattr(fn, "score", None)
+    if callable(score) and not callable(getattr(fn, "forward", None)):
+        return CallableField(score, dim, name=f"{fn!r}.score")
+    return CallableField(fn, dim)
+
+
+@source("SF", "Thm. 2 (process-level barycenter: lambda-weighted scores), eq. (16)")
+class WeightedField(ScoreField):
+    r"""The lambda-weighted sum :math:`\sum_i \lambda_i s_i(x, t)`: the score of the
+    process-level KL barycenter ([SF] Thm. 2; the drift of the backward SDE (16)).
+
+    ``weights`` on the probability simplex (non-negative, summing to one), one per field; all
+    fields share one dimension.
+    """
+
+    def __init__(self, fields, weights):
+        fields = list(fields)
+        if not fields:
+            raise ValueError("fields must not be empty")
+        self.fields = [as_field(f) if not isinstance(f, ScoreField) else f for f in fields]
+        self.weights = check_simplex(weights, "weights")
+        self.weights.flags.writeable = False
+        if self.weights.shape[0] != len(self.fields):
+            raise ValueError(f"weights has {self.weights.shape[0]} entries for {len(self.fields)} "
+                             f"fields")
+        dims = {f.dim for f in self.fields}
+        if len(dims) != 1:
+            raise ValueError(f"fields have different dimensions {sorted(dims)}")
+        self.dim = dims.pop()
+
+    def _eval(self, x, t):
+        out = None
+        for w, f in zip(self.weights, self.fields):
+            if w == 0.0:
+                continue
+            term = float(w) * f._eval(x, t)
+            out = term if out is None else out + term
+        return out
+
+
+@source("OS", "eq. (6) (perturbed score S + eps E)")
+class PerturbedField(ScoreField):
+    r"""The perturbed score :math:`S(x, t) + \varepsilon E(x, t)` of [OS] eq. (6): an exact
+    score ``base`` plus ``eps`` times an error field ``error`` (same dimension)."""
+
+    def __init__(self, base, error, eps):
+        self.base = base if isinstance(base, ScoreField) else as_field(base)
+        self.error = error if isinstance(error, ScoreField) else as_field(error)
+        if self.base.dim != self.error.dim:
+            raise ValueError(f"base has dim {self.base.dim} but error has dim {self.error.dim}")
+        self.eps = check_real(eps, "eps")
+        self.dim = self.base.dim
+
+    def _eval(self, x, t):
+        out = self.base._eval(x, t)
+        if self.eps == 0.0:
+            return out
+        return out + self.eps * self.error._eval(x, t)
+
+
+def weighted(fields, weights) -> WeightedField:
+    """``sum_i weights[i] * fields[i](x, t)``: the process-level barycenter score ([SF] Thm. 2).
+
+    ``fields``: score fields, paths or callables with ``dim``; ``weights`` on the simplex."""
+    return WeightedField(fields, weights)
+
+
+def perturbed(base, error, eps) -> PerturbedField:
+    """``base(x, t) + eps * error(x, t)`` ([OS] eq. (6))."""
+    return PerturbedField(base, error, eps)
+
+
+__all__ = ["ScoreField", "CallableField", "WeightedField", "PerturbedField", "as_field",
+           "weighted", "perturbed"]
