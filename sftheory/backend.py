@@ -91,6 +91,10 @@ class NumpyBackend:
         return np.array(a, copy=True)
 
     @staticmethod
+    def full_like(a, value):
+        return np.full_like(a, value)
+
+    @staticmethod
     def standard_normal(shape, seed, like):
         """Standard normal draws of ``shape`` in ``like``'s dtype; ``seed`` an int, None or a numpy
         Generator (the stream is reproducible for a given seed)."""
@@ -109,7 +113,10 @@ class TorchBackend:
         self.torch = torch
 
     def from_numpy(self, a: np.ndarray, like=None):
-        t = self.torch.from_numpy(np.ascontiguousarray(a))
+        a = np.ascontiguousarray(a)
+        if not a.flags.writeable:  # parameters are read-only; torch wants memory it may write
+            a = a.copy()
+        t = self.torch.from_numpy(a)
         if like is not None:
             t = t.to(dtype=like.dtype, device=like.device)
         return t
@@ -171,10 +178,15 @@ class TorchBackend:
         return self.torch.softmax(a, dim=axis)
 
     def asarray(self, a, like):
-        return self.torch.as_tensor(np.asarray(a), dtype=like.dtype, device=like.device)
+        if isinstance(a, np.ndarray) and not a.flags.writeable:
+            a = a.copy()
+        return self.torch.as_tensor(a, dtype=like.dtype, device=like.device)
 
     def copy(self, a):
         return a.clone()
+
+    def full_like(self, a, value):
+        return self.torch.full_like(a, value)
 
     def standard_normal(self, shape, seed, like):
         """Standard normal draws on ``like``'s device and dtype, from a ``torch.Generator`` on that

@@ -105,13 +105,14 @@ def mixture_path_eval(nx, x, m, v, means, logw, lam, rot, posterior: bool):
         lq = 2.0 * nx.log(ymax[:, :, 0]) + nx.log(nx.sum(ys * ys * inv, axis=2))
         best = lq == nx.amin(lq, axis=1, keepdims=True)
         overflow = ~nx.isfinite(mx)
-        logc = nx.where(overflow[:, None], nx.where(best, 0.0, -np.inf), logc)
+        logc = nx.where(overflow[:, None] & best, nx.full_like(logc, 0.0),
+                        nx.where(overflow[:, None], nx.full_like(logc, -np.inf), logc))
         mx = nx.max(logc, axis=1)
     w = nx.exp(logc - mx[:, None])
     tot = nx.sum(w, axis=1)
     logp = mx + nx.log(tot)
     if overflow is not None:
-        logp = nx.where(overflow, logp - np.inf, logp)
+        logp = nx.where(overflow, nx.full_like(logp, -np.inf), logp)
     coef = (mm * lam_b) * inv if posterior else -inv
     u = coef * y
     vals = nx.einsum("kab,nka->nkb", rot, u) if rot is not None else u

@@ -1,0 +1,127 @@
+"""sftheory.fields: any callable s(x, t) as a score field; weighted sums and perturbations."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sftheory.fields import ScoreField, as_field, perturbed, weighted
+from sftheory.models import Gaussian, GaussianMixture
+from sftheory.processes import OU, VP
+from sftheory.testing.tolerances import EXACT_FLOAT64, KERNEL_PARITY
+
+
+def _paths():
+    g = Gaussian([1.0, -1.0], [[1.0, 0.3], [0.3, 0.5]]).path(VP())
+    mix = GaussianMixture([0.4, 0.6], [[0.0, 2.0], [-2.0, 0.0]], [1.0, 0.5]).path(VP())
+    return g, mix
+
+
+def test_weighted_is_the_lambda_weighted_sum_at_per_point_times():
+    """[SF] Thm. 2: the process-level barycenter score is sum_i lambda_i s_i(x, t)."""
+    g, mix = _paths()
+    user = lambda x, t: -x  # noqa: E731  a user's own callable (numpy in, numpy out)
+    field = weighted([g, mix, as_field(user, dim=2)], [0.2, 0.5, 0.3])
+    assert isinstance(field, ScoreField) and field.dim == 2
+    x = np.random.default_rng(0).normal(size=(6, 2))
+    ts = np.linspace(0.05, 0.9, 6)
+    ref = 0.2 * g.score(x, ts) + 0.5 * mix.score(x, ts) + 0.3 * (-x)
+    np.testing.assert_allclose(field(x, ts), ref, rtol=EXACT_FLOAT64.rtol, atol=EXACT_FLOAT64.atol)
+    np.testing.assert_allclose(field(x, 0.4), 0.2 * g.score(x, 0.4) + 0.5 * mix.score(x, 0.4) - 0.3 * x,
+                               rtol=EXACT_FLOAT64.rtol, atol=EXACT_FLOAT64.atol)
+
+
+def test_weighted_gaussian_scores_are_the_barycenter_score_at_time_zero():
+    """Independent route: for Gaussians the weighted score is the score of the precision-weighted
+    Gaussian N(P^{-1} sum l_i P_i mu_i, P^{-1}), P = sum l_i P_i ([SF] Thm. 1 at t = 0)."""
+    c1, c2 = np.array([[1.0, 0.3], [0.3, 0.5]]), np.diag([2.0, 0.7])
+    m1, m2 = np.array([1.0, -1.0]), np.array([-0.5, 2.0])
+    lam = [0.3, 0.7]
+    p1, p2 = np.linalg.inv(c1), np.linalg.inv(c2)
+    prec = lam[0] * p1 + lam[1] * p2
+    mean = np.linalg.solve(prec, lam[0] * p1 @ m1 + lam[1] * p2 @ m2)
+    field = weighted([Gaussian(m1, c1).path(OU()), Gaussian(m2, c2).path(OU())], lam)
+    x = np.random.default_rng(1).normal(size=(5, 2))
+    np.testing.assert_allclose(field(x, 0.0), -(x - mean) @ prec.T, rtol=1e-12, atol=1e-13)
+
+
+def test_perturbed_is_s_plus_eps_e():
+    g, _ = _paths()
+    err = as_field(lambda x, t: np.sin(x) * (1 + t if np.ndim(t) == 0 else 1 + t[:, None]), dim=2)
+    field = perturbed(g, err, 0.01)
+    x = np.random.default_rng(2).normal(size=(4, 2))
+    ts = np.array([0.1, 0.2, 0.3, 0.4])
+    ref = g.score(x, ts) + 0.01 * np.sin(x) * (1 + ts[:, None])
+    np.testing.assert_allclose(field(x, ts), ref, rtol=EXACT_FLOAT64.rtol, atol=EXACT_FLOAT64.atol)
+    np.testing.assert_array_equal(perturbed(g, err, 0.0)(x, 0.3), g.score(x, 0.3))
+
+
+def test_fields_receive_per_point_times_in_x_backend():
+    seen = {}
+
+    def spy(x, t):
+        seen["t"] = t
+        return np.zeros_like(x)
+
+    f = as_field(spy, dim=2)
+    f(np.zeros((3, 2)), np.array([0.1, 0.2, 0.3]))
+    assert isinstance(seen["t"], np.ndarray) and seen["t"].shape == (3,)
+    f(np.zeros((3, 2)), 0.5)
+    assert isinstance(seen["t"], float)
+
+
+def test_torch_module_is_a_field_with_autograd():
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 2, dtype=torch.float64)
+
+        def forward(self, x, t):
+            tt = t if isinstance(t, float) else t[:, None]
+            return self.lin(x) * (1.0 + tt)
+
+    net = Net()
+    g, _ = _paths()
+    field = weighted([as_field(net, dim=2), g], [0.5, 0.5])
+    x = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
+    ts = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    out = field(x, ts)
+    assert isinstance(out, torch.Tensor) and out.shape == (4, 2)
+    ref = 0.5 * net(x, ts) + 0.5 * g.score(x, ts)
+    np.testing.assert_allclose(out.detach().numpy(), ref.detach().numpy(), rtol=KERNEL_PARITY.rtol)
+    out.sum().backward()
+    assert x.grad is not None and torch.all(torch.isfinite(x.grad))
+
+
+def test_bad_fields_and_weights_raise():
+    g, mix = _paths()
+    with pytest.raises(ValueError, match="sum to one"):
+        weighted([g, mix], [0.5, 0.6])
+    with pytest.raises(ValueError, match="non-negative"):
+        weighted([g, mix], [1.5, -0.5])
+    with pytest.raises(ValueError, match="2 fields"):
+        weighted([g, mix], [0.2, 0.3, 0.5])
+    with pytest.raises(ValueError, match="different dimensions"):
+        weighted([g, Gaussian([0.0], 1.0).path(VP())], [0.5, 0.5])
+    with pytest.raises(ValueError, match="empty"):
+        weighted([], [])
+    with pytest.raises(ValueError, match="dim is required"):
+        as_field(lambda x, t: x)
+    with pytest.raises(ValueError, match="callable"):
+        as_field(3.0, dim=1)
+    with pytest.raises(ValueError, match="eps must be finite"):
+        perturbed(g, mix, float("nan"))
+    with pytest.raises(ValueError, match="eps must be a real"):
+        perturbed(g, mix, None)
+    with pytest.raises(ValueError, match="dim"):
+        perturbed(g, Gaussian([0.0], 1.0).path(VP()), 0.1)
+    x = np.zeros((3, 2))
+    with pytest.raises(ValueError, match=r"returned shape \(3, 1\)"):
+        as_field(lambda x, t: x[:, :1], dim=2)(x, 0.1)
+    with pytest.raises(ValueError, match="NaN"):
+        as_field(lambda x, t: x * np.nan, dim=2)(x, 0.1)
+    with pytest.raises(ValueError, match=r"expected \(N, 2\)"):
+        weighted([g, mix], [0.5, 0.5])(np.zeros((3, 3)), 0.1)
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        weighted([g, mix], [0.5, 0.5])(x, np.array([0.1, 0.2]))
