@@ -78,8 +78,13 @@ class NumpyBackend:
         with np.errstate(divide="ignore"):
             return np.log(np.sum(np.exp(a - mx), axis=axis)) + np.squeeze(mx, axis=axis)
 
-    def softmax(self, a, axis):
-        return np.exp(a - np.expand_dims(self.logsumexp(a, axis), axis))
+    @staticmethod
+    def softmax(a, axis):
+        """exp(a - max) / sum: relative accuracy, unlike exp(a - logsumexp), whose rounding is
+        eps * |logsumexp| absolute."""
+        mx = np.max(a, axis=axis, keepdims=True)
+        e = np.exp(a - np.where(np.isfinite(mx), mx, 0.0))
+        return e / np.sum(e, axis=axis, keepdims=True)
 
     @staticmethod
     def asarray(a, like):
