@@ -102,7 +102,7 @@ def mixture_full(x, m_arr, v_arr, means_t, rot_t, lam_t, logw, posterior, nthrea
                         mx = lp[k]
                 if mx == -np.inf:
                     # every |y_k|^2 overflowed: compare Mahalanobis distances scaled by max|y_k|
-                    best = -1
+                    best = 0
                     best_lq = np.inf
                     for k in range(k_count):
                         ymax = 0.0
@@ -116,27 +116,31 @@ def mixture_full(x, m_arr, v_arr, means_t, rot_t, lam_t, logw, posterior, nthrea
                         if lq < best_lq:
                             best_lq = lq
                             best = k
-                    for k in range(k_count):
-                        lp[k] = 1.0 if k == best else 0.0
-                    tot = 1.0
                     out_logpdf[i] = -np.inf
-                else:
-                    tot = 0.0
-                    for k in range(k_count):
-                        lp[k] = math.exp(lp[k] - mx)  # now the unnormalized weight
-                        tot += lp[k]
-                    out_logpdf[i] = mx + math.log(tot)
+                    for b in range(d):
+                        g = means_t[b, best] if posterior else 0.0
+                        for a in range(d):
+                            g += rot_t[a, b, best] * coef[a, best] * y[a, best]
+                        out_vec[i, b] = g
+                    continue
+                tot = 0.0
+                for k in range(k_count):
+                    lp[k] = math.exp(lp[k] - mx)  # now the unnormalized weight
+                    tot += lp[k]
+                out_logpdf[i] = mx + math.log(tot)
                 # sum_k w_k (off_k + Q_k diag(coef_k) y_k), one output coordinate at a time
+                for a in range(d):
+                    for k in range(k_count):
+                        y[a, k] *= coef[a, k]
                 for b in range(d):
                     for k in range(k_count):
                         tmp[k] = means_t[b, k] if posterior else 0.0
                     for a in range(d):
                         for k in range(k_count):
-                            tmp[k] += rot_t[a, b, k] * coef[a, k] * y[a, k]
+                            tmp[k] += rot_t[a, b, k] * y[a, k]
                     s = 0.0
                     for k in range(k_count):
-                        if lp[k] != 0.0:
-                            s += lp[k] * tmp[k]
+                        s += lp[k] * tmp[k]
                     out_vec[i, b] = s / tot
 
 

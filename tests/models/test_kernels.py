@@ -212,3 +212,24 @@ def test_parity_two_competing_atoms_at_small_time():
     p = EmpiricalDistribution(y).marginal(OU(a=1.0, sigma=0.5), 1e-4)
     parity = measure_backend_parity(p, np.array([[1.0]]))
     assert parity["numba_vs_numpy"] <= KERNEL_PARITY.rtol, parity
+
+
+@given(models, sst.processes(), st.data())
+def test_per_point_times_parity_numba_numpy_torch(model, process, data):
+    """One time per point: kernel == reference formula == torch float64, score and posterior mean."""
+    path = model.path(process)
+    x = _points(data, model.dim)
+    ts = np.array([data.draw(sst.diffusion_times(1e-3, 3.0)) for _ in range(len(x))])
+    out = {}
+    for impl in ("numba", "numpy"):
+        out[impl] = (*path.logpdf_and_score(x, ts, impl=impl), path.posterior_mean(x, ts, impl=impl))
+    for a, b in zip(out["numba"], out["numpy"]):
+        _parity_close(a, b, KERNEL_PARITY)
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is installed in CI
+        return
+    xt, tt = torch.from_numpy(x), torch.from_numpy(ts)
+    got = (*path.logpdf_and_score(xt, tt), path.posterior_mean(xt, tt))
+    for a, b in zip(got, out["numpy"]):
+        _parity_close(a.numpy(), b, KERNEL_PARITY)
