@@ -26,6 +26,7 @@ import numpy as np
 
 from ._refs import source
 from ._validation import check_real, check_simplex, check_times, is_torch
+from ._points import prepare_points
 from .backend import get_backend
 
 
@@ -55,8 +56,6 @@ class ScoreField:
 
 
 def _prepare_points(x, dim):
-    from .models.base import prepare_points
-
     x2, nx, kind = prepare_points(x, dim)
     if kind == "0d":
         raise ValueError("x must be an array of points of shape (N, d), got a scalar")
@@ -85,9 +84,12 @@ class CallableField(ScoreField):
 
     def _eval(self, x, t):
         out = self.fn(x, t)
-        if is_torch(out) != is_torch(x):
+        if is_torch(out) != is_torch(x) or not hasattr(out, "shape"):
             raise ValueError(f"field {self.name} returned a {type(out).__name__} for a "
                              f"{type(x).__name__} input; return x's backend")
+        if out.dtype != x.dtype:
+            raise ValueError(f"field {self.name} returned dtype {out.dtype} for x of dtype "
+                             f"{x.dtype}; return x's dtype")
         if tuple(out.shape) != tuple(x.shape):
             raise ValueError(f"field {self.name} returned shape {tuple(out.shape)} for x of shape "
                              f"{tuple(x.shape)}")
@@ -116,8 +118,31 @@ def as_field(fn, dim: int | None = None) -> ScoreField:
         raise ValueError(f"dim={dim} but {fn!r} has dim {fdim}")
     score = getattr(fn, "score", None)
     if callable(score) and not callable(getattr(fn, "forward", None)):
+        if _positional_arity(score) < 2:
+            raise ValueError(f"{fn!r}.score takes no time argument: a density at one time is not "
+                             f"a score field; use law.path(process) for s(x, t), or wrap "
+                             f"lambda x, t: density.score(x) if the score does not depend on t")
         return CallableField(score, dim, name=f"{fn!r}.score")
+    if _positional_arity(fn) < 2:
+        raise ValueError(f"{fn!r} must be callable as fn(x, t) (two positional arguments)")
     return CallableField(fn, dim)
+
+
+def _positional_arity(fn) -> int:
+    """How many positional arguments ``fn`` accepts (a large number for *args; 2 if unknown)."""
+    import inspect
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return 2
+    n = 0
+    for p in sig.parameters.values():
+        if p.kind == p.VAR_POSITIONAL:
+            return 1 << 30
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            n += 1
+    return n
 
 
 @source("SF", "Thm. 2 (process-level barycenter: lambda-weighted scores), eq. (16)")

@@ -34,24 +34,34 @@ HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 @njit(cache=True, inline="always")
 def _full_coefs(m, v, lam_t, logw, posterior, inv, coef, lnorm, tmp):  # pragma: no cover
     """Per-time constants: inv[a,k] = 1/(m^2 lam + v), coef = -inv (score) or m lam inv
-    (posterior), lnorm_k = log w_k - 1/2 sum_a log(m^2 lam + v) - d/2 log 2 pi."""
+    (posterior), lnorm_k = log w_k - 1/2 sum_a log(m^2 lam + v) - d/2 log 2 pi.
+
+    The log-determinant is one log of the product of the d variances per component (this runs
+    once per point when every point has its own time); a product that leaves float64's normal
+    range (variances beyond ~1e+-150 in d = 2) falls back to the sum of the d logs."""
     d, k_count = lam_t.shape
     m2 = m * m
     for k in range(k_count):
-        lnorm[k] = 1.0  # running product of the variances (one log per component, not d)
-        tmp[k] = 0.0    # logs folded out of the product before it leaves float64's range
+        tmp[k] = 1.0
     for a in range(d):
         for k in range(k_count):
             var = m2 * lam_t[a, k] + v
-            inv[a, k] = 1.0 / var
-            coef[a, k] = m * lam_t[a, k] * inv[a, k] if posterior else -inv[a, k]
-            p = lnorm[k] * var
-            if p < 1e-250 or p > 1e250:
-                tmp[k] += math.log(p)
-                p = 1.0
-            lnorm[k] = p
+            inv[a, k] = var
+            tmp[k] *= var
     for k in range(k_count):
-        lnorm[k] = logw[k] - d * HALF_LOG_2PI - 0.5 * (tmp[k] + math.log(lnorm[k]))
+        p = tmp[k]
+        if p > 1e-300 and p < 1e300:
+            ld = math.log(p)
+        else:
+            ld = 0.0
+            for a in range(d):
+                ld += math.log(inv[a, k])
+        lnorm[k] = logw[k] - d * HALF_LOG_2PI - 0.5 * ld
+    for a in range(d):
+        for k in range(k_count):
+            iv = 1.0 / inv[a, k]
+            inv[a, k] = iv
+            coef[a, k] = m * lam_t[a, k] * iv if posterior else -iv
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -140,7 +150,8 @@ def mixture_full(x, m_arr, v_arr, means_t, rot_t, lam_t, logw, posterior, nthrea
                             tmp[k] += rot_t[a, b, k] * y[a, k]
                     s = 0.0
                     for k in range(k_count):
-                        s += lp[k] * tmp[k]
+                        if lp[k] > 0.0:  # a zero weight times an overflowed term is not NaN
+                            s += lp[k] * tmp[k]
                     out_vec[i, b] = s / tot
 
 

@@ -118,6 +118,8 @@ def mixture_path_eval(nx, x, m, v, means, logw, lam, rot, posterior: bool):
     vals = nx.einsum("kab,nka->nkb", rot, u) if rot is not None else u
     if posterior:
         vals = vals + means[None]
+    # a zero weight times an overflowed affine value is 0, not NaN
+    vals = nx.where((w > 0)[:, :, None], vals, nx.full_like(vals, 0.0))
     return logp, nx.einsum("nk,nkd->nd", w, vals) / tot[:, None]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._refs import source
-from .._validation import as_float_array, check_count, check_seed, frozen
+from .._validation import as_float_array, check_count, check_positive, check_seed, frozen
 from . import _formulas
 from .base import Law, MixtureParams
 from .mixture import GaussianMixture
@@ -60,9 +60,7 @@ class EmpiricalDistribution(Law):
 
     def as_mixture(self, variance: float) -> GaussianMixture:
         """The smoothed law (1/n) sum_i N(y_i, variance I) (e.g. mu_n^sigma of the ScoreFusion slides)."""
-        variance = float(variance)
-        if not variance > 0:
-            raise ValueError(f"variance must be > 0, got {variance}")
+        variance = check_positive(variance, "variance")
         n = self.n_points
         return GaussianMixture(np.full(n, 1.0 / n), self._points, np.full(n, variance))
 

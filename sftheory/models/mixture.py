@@ -63,6 +63,8 @@ class GaussianMixture(Law, Density):
         if mu.ndim == 1:
             mu = mu[:, None]
         k, d = mu.shape
+        if d == 0:
+            raise ValueError("means must have at least one coordinate (shape (K, d), d >= 1)")
         if w.shape[0] != k:
             raise ValueError(f"weights has {w.shape[0]} entries but means has {k} components")
         c = as_float_array(covs, "covs", ndim=(1, 2, 3))

@@ -43,21 +43,20 @@ class MixturePath:
         return f"MixturePath({self.law!r}, {self.process!r})"
 
     def _prepare(self, x, t, *, allow_zero: bool = False):
+        """Validated points, their shape kind, and (m, v): floats for one time, arrays for one
+        time per point. With ``allow_zero`` (posterior means), t = 0 is accepted for laws without
+        a density and marked by v = 0 (the caller returns x there)."""
         x2, nx, kind = prepare_points(x, self.dim)
-        positive = self._needs_positive_t and not (allow_zero and isinstance(t, (int, float))
-                                                   and not isinstance(t, bool) and t == 0)
-        t = check_times(t, x2.shape[0], strictly_positive=positive)
-        if not positive and isinstance(t, float) and t == 0.0:
-            return x2, nx, kind, 1.0, 0.0
+        t = check_times(t, x2.shape[0])
         if isinstance(t, float):
             m, v = self.process.conditional(t)
         elif t.shape[0] == 0:
-            m, v = 1.0, 0.0
+            m, v = 1.0, 1.0  # no point to evaluate
         else:
             m, v = self.process.conditional_many(t)
-        if self._needs_positive_t and np.any(np.asarray(v) <= 0):
-            raise ValueError(f"{type(self.law).__name__} has no density at v(t) = 0; need t > 0 "
-                             f"with v(t) > 0")
+        if self._needs_positive_t and not allow_zero and np.any(np.asarray(v) <= 0):
+            raise ValueError(f"t must be > 0: {type(self.law).__name__} has no density at t = 0 "
+                             f"(v(t) = 0)")
         return x2, nx, kind, m, v
 
     def logpdf_and_score(self, x, t, *, impl: str | None = None):
@@ -82,8 +81,18 @@ class MixturePath:
         Tweedie's (x + v score)/m but has no cancellation when m(t) is small. At a scalar t = 0
         it is x (X_0 = X_t), for every law."""
         x2, nx, kind, m, v = self._prepare(x, t, allow_zero=True)
-        if isinstance(m, float) and v == 0.0:
-            return shape_vector(kind, nx.copy(x2))  # X_0 = X_t; a new array, never the caller's
+        if isinstance(m, float):
+            if v == 0.0:
+                return shape_vector(kind, nx.copy(x2))  # X_0 = X_t; a new array, never the caller's
+            _, post = self._params.evaluate(x2, nx, m, v, posterior=True, impl=impl)
+            return shape_vector(kind, post)
+        at_zero = v == 0.0
+        if self._needs_positive_t and np.any(at_zero):
+            # points at t = 0 keep x (X_0 = X_t); the formula runs on the others
+            _, post = self._params.evaluate(x2, nx, m, np.where(at_zero, 1.0, v), posterior=True,
+                                            impl=impl)
+            mask = nx.asarray(at_zero, like=x2) > 0
+            return shape_vector(kind, nx.where(mask[:, None], x2, post))
         _, post = self._params.evaluate(x2, nx, m, v, posterior=True, impl=impl)
         return shape_vector(kind, post)
 

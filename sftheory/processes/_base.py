@@ -82,6 +82,14 @@ class LinearSDE(ABC):
         from ..backend import get_backend
 
         nx = get_backend(x)
+        if not nx.is_torch:
+            x = np.asarray(x)
+            if x.dtype not in (np.float32, np.float64):
+                x = x.astype(np.float64)
+        if x.ndim != 2:
+            raise ValueError(f"x must have shape (N, d), got {tuple(x.shape)}")
+        if not nx.all_finite(x):
+            raise ValueError("x contains NaN or infinite values")
         t = check_times(t, x.shape[0])
         a = self.drift_coef(t)
         if isinstance(t, float):

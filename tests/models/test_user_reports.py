@@ -143,3 +143,85 @@ def test_many_full_components_are_factorized_once(monkeypatch):
 def test_bad_arguments_are_named(factory, match):
     with pytest.raises(ValueError, match=match):
         factory()
+
+
+# ---- found by review of the rewrite ---------------------------------------------------------
+@pytest.mark.parametrize("impl", ["numba", "numpy"])
+def test_extreme_variances_keep_their_log_determinant(impl):
+    """Variances of 1e-200 (d = 2): the product of the variances underflows; the log-determinant
+    must not. log N(0; 0, 1e-200 I) = -log(2 pi) + 200 log(10)."""
+    with use_kernels(impl):
+        lp, s = Gaussian([0.0, 0.0], [1e-200, 1e-200]).logpdf_and_score(np.zeros((1, 2)))
+        lp_big = Gaussian([0.0, 0.0], [[1.0, 0.3], [0.3, 2.0]]).path(VE()).logpdf(np.zeros((1, 2)), 1e200)
+    np.testing.assert_allclose(lp, [-np.log(2 * np.pi) + 200 * np.log(10.0)], rtol=1e-14)
+    np.testing.assert_array_equal(s, [[0.0, 0.0]])
+    np.testing.assert_allclose(lp_big, [-np.log(2 * np.pi) - 200 * np.log(10.0)], rtol=1e-12)
+
+
+def test_float32_weights_from_a_softmax_are_on_the_simplex():
+    w = np.exp(np.linspace(-1, 1, 7)).astype(np.float32)
+    w = w / w.sum()
+    assert abs(float(w.sum(dtype=np.float64)) - 1.0) > 1e-9  # float32 rounding: beyond 1e-9
+    mix = GaussianMixture(w, np.zeros((7, 2)), np.ones(7))
+    np.testing.assert_allclose(mix.weights.sum(), 1.0, rtol=1e-15)
+    with pytest.raises(ValueError, match="sum to one"):
+        GaussianMixture(np.full(7, 0.15), np.zeros((7, 2)), np.ones(7))
+
+
+def test_asymmetry_is_judged_per_matrix():
+    covs = np.array([1e6 * np.eye(2), [[1e-3, 5e-5], [0.0, 1e-3]]])
+    with pytest.raises(ValueError, match="not symmetric"):
+        GaussianMixture([0.5, 0.5], [[0.0, 0.0], [100.0, 100.0]], covs)
+
+
+@pytest.mark.parametrize("impl", ["numba", "numpy"])
+def test_zero_responsibility_times_overflow_is_zero(impl):
+    mix = GaussianMixture([0.5, 0.5], [[0.0, 0.0], [0.0, 0.0]], [1.0, 1e-300])
+    with use_kernels(impl):
+        s = mix.score(np.array([[1e10, 0.0]]))
+        _, s2 = mix.logpdf_and_score(np.array([[1e155, 0.0], [0.0, 0.0]]))  # overflow row + row at a mean
+    np.testing.assert_array_equal(s, [[-1e10, 0.0]])
+    assert np.all(np.isfinite(s2))
+
+
+def test_posterior_mean_at_time_zero_for_every_kind_of_zero():
+    path = EmpiricalDistribution([[-1.0], [1.0]]).path(VE())
+    x = np.array([0.3])
+    zeros = [0, 0.0, np.float32(0), np.array(0.0)]
+    try:
+        import torch
+
+        zeros.append(torch.tensor(0.0, dtype=torch.float64))
+    except ImportError:  # pragma: no cover
+        pass
+    for z in zeros:
+        np.testing.assert_array_equal(path.posterior_mean(x, z), x)
+    # per point: t = 0 keeps x, t = 1 gives tanh(x / t) ([SM] eq. (6))
+    np.testing.assert_allclose(path.posterior_mean(np.array([0.3, 0.5]), np.array([0.0, 1.0])),
+                               [0.3, np.tanh(0.5)], rtol=EXACT_FLOAT64.rtol)
+    assert path.score(np.zeros((0, 1)), np.zeros(0)).shape == (0, 1)
+
+
+def test_bad_inputs_found_by_review():
+    from sftheory.fields import as_field
+
+    with pytest.raises(ValueError, match="no time argument"):
+        as_field(Gaussian([0.0, 0.0], 1.0))
+    with pytest.raises(ValueError, match="fn\\(x, t\\)"):
+        as_field(lambda x: x, dim=2)
+    with pytest.raises(ValueError, match="dtype float32"):
+        as_field(lambda x, t: x.astype(np.float32), dim=2)(np.zeros((2, 2)), 0.1)
+    with pytest.raises(ValueError, match="returned a list"):
+        as_field(lambda x, t: x.tolist(), dim=2)(np.zeros((2, 2)), 0.1)
+    with pytest.raises(ValueError, match=r"shape \(N, d\)"):
+        VP().drift(np.ones(3), np.array([0.1, 0.2, 0.3]))
+    with pytest.raises(ValueError, match="NaN"):
+        VP().drift(np.array([[np.nan, 0.0]]), 0.1)
+    with pytest.raises(ValueError, match="seed must be a non-negative"):
+        Gaussian([0.0], 1.0).sample(2, seed=-1)
+    with pytest.raises(ValueError, match="at least one coordinate"):
+        GaussianMixture([1.0], np.zeros((1, 0)), np.ones(1))
+    with pytest.raises(ValueError, match="a must be a finite number"):
+        OU(a=np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="variance must be"):
+        EmpiricalDistribution([[0.0]]).as_mixture(np.array([1.0, 2.0]))

@@ -166,7 +166,7 @@ def test_empirical_law_has_no_density():
             getattr(path, method)(np.zeros((1, 2)), 0.0)
         with pytest.raises(ValueError, match="t must be > 0"):
             getattr(path, method)(np.zeros((2, 2)), np.array([0.5, 0.0]))
-    with pytest.raises(ValueError, match="variance must be > 0"):
+    with pytest.raises(ValueError, match="variance must be a finite number > 0"):
         emp.as_mixture(0.0)
 
 
