@@ -64,6 +64,27 @@ def _full_coefs(m, v, lam_t, logw, posterior, inv, coef, lnorm, tmp):  # pragma:
             coef[a, k] = m * lam_t[a, k] * iv if posterior else -iv
 
 
+@njit(cache=True, inline="always")
+def _full_coefs_scaled(m, v, lam_t, logw, posterior, inv, coef, lnorm, rdet):  # pragma: no cover
+    """Per-point variant of :func:`_full_coefs` without logarithms: lnorm_k = log w_k - d/2 log 2 pi
+    and the determinant as a factor rdet_k = prod_a (m^2 lam_a + v)^(-1/2), applied to the weights
+    in linear scale. The kernel falls back to :func:`_full_coefs` for a point whose weights leave
+    the safe range."""
+    d, k_count = lam_t.shape
+    m2 = m * m
+    for k in range(k_count):
+        lnorm[k] = logw[k] - d * HALF_LOG_2PI
+        rdet[k] = 1.0
+    for a in range(d):
+        for k in range(k_count):
+            iv = 1.0 / (m2 * lam_t[a, k] + v)
+            inv[a, k] = iv
+            rdet[k] *= iv
+            coef[a, k] = m * lam_t[a, k] * iv if posterior else -iv
+    for k in range(k_count):
+        rdet[k] = math.sqrt(rdet[k])
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def mixture_full(x, m_arr, v_arr, means_t, rot_t, lam_t, logw, posterior, nthreads,
                  out_logpdf, out_vec):  # pragma: no cover
@@ -80,7 +101,9 @@ def mixture_full(x, m_arr, v_arr, means_t, rot_t, lam_t, logw, posterior, nthrea
         coef = np.empty((d, k_count), dtype=np.float64)
         lnorm = np.empty(k_count, dtype=np.float64)
         lp = np.empty(k_count, dtype=np.float64)
+        qk = np.empty(k_count, dtype=np.float64)
         tmp = np.empty(k_count, dtype=np.float64)
+        rdet = np.ones(k_count, dtype=np.float64)
         m = m_arr[0]
         _full_coefs(m_arr[0], v_arr[0], lam_t, logw, posterior, inv, coef, lnorm, tmp)
         for blk in range(tid, nblocks, nthreads):
@@ -89,14 +112,14 @@ def mixture_full(x, m_arr, v_arr, means_t, rot_t, lam_t, logw, posterior, nthrea
             for i in range(start, stop):
                 if per_point:
                     m = m_arr[i]
-                    _full_coefs(m, v_arr[i], lam_t, logw, posterior, inv, coef, lnorm, tmp)
+                    _full_coefs_scaled(m, v_arr[i], lam_t, logw, posterior, inv, coef, lnorm, rdet)
                 for b in range(d):
                     xb = np.float64(x[i, b])
                     for k in range(k_count):
                         diff[b, k] = xb - m * means_t[b, k]
                 # y_k = Q_k^T (x - m mu_k); q_k = sum_a y_a^2 / (m^2 lam_a + v)
                 for k in range(k_count):
-                    lp[k] = 0.0
+                    qk[k] = 0.0
                 for a in range(d):
                     for k in range(k_count):
                         y[a, k] = 0.0
@@ -104,10 +127,10 @@ def mixture_full(x, m_arr, v_arr, means_t, rot_t, lam_t, logw, posterior, nthrea
                         for k in range(k_count):
                             y[a, k] += rot_t[a, b, k] * diff[b, k]
                     for k in range(k_count):
-                        lp[k] += y[a, k] * y[a, k] * inv[a, k]
+                        qk[k] += y[a, k] * y[a, k] * inv[a, k]
                 mx = -np.inf
                 for k in range(k_count):
-                    lp[k] = lnorm[k] - 0.5 * lp[k]
+                    lp[k] = lnorm[k] - 0.5 * qk[k]
                     if lp[k] > mx:
                         mx = lp[k]
                 if mx == -np.inf:
@@ -134,9 +157,26 @@ def mixture_full(x, m_arr, v_arr, means_t, rot_t, lam_t, logw, posterior, nthrea
                         out_vec[i, b] = g
                     continue
                 tot = 0.0
-                for k in range(k_count):
-                    lp[k] = math.exp(lp[k] - mx)  # now the unnormalized weight
-                    tot += lp[k]
+                if per_point:
+                    for k in range(k_count):
+                        lp[k] = math.exp(lp[k] - mx) * rdet[k]  # the unnormalized weight
+                        tot += lp[k]
+                    if not (tot > 1e-280 and tot < 1e280):
+                        # determinant factors out of range: the log-domain route for this point
+                        _full_coefs(m, v_arr[i], lam_t, logw, posterior, inv, coef, lnorm, tmp)
+                        mx = -np.inf
+                        for k in range(k_count):
+                            lp[k] = lnorm[k] - 0.5 * qk[k]
+                            if lp[k] > mx:
+                                mx = lp[k]
+                        tot = 0.0
+                        for k in range(k_count):
+                            lp[k] = math.exp(lp[k] - mx)
+                            tot += lp[k]
+                else:
+                    for k in range(k_count):
+                        lp[k] = math.exp(lp[k] - mx)  # now the unnormalized weight
+                        tot += lp[k]
                 out_logpdf[i] = mx + math.log(tot)
                 # sum_k w_k (off_k + Q_k diag(coef_k) y_k), one output coordinate at a time
                 for a in range(d):

@@ -153,7 +153,15 @@ def test_extreme_variances_keep_their_log_determinant(impl):
     with use_kernels(impl):
         lp, s = Gaussian([0.0, 0.0], [1e-200, 1e-200]).logpdf_and_score(np.zeros((1, 2)))
         lp_big = Gaussian([0.0, 0.0], [[1.0, 0.3], [0.3, 2.0]]).path(VE()).logpdf(np.zeros((1, 2)), 1e200)
+        # one time per point: the kernel's linear-scale determinant falls back to logs here
+        lp_pp = Gaussian([0.0, 0.0], [[1.0, 0.3], [0.3, 2.0]]).path(VE()).logpdf(
+            np.zeros((3, 2)), np.array([1e200, 1.0, 1e-200]))
     np.testing.assert_allclose(lp, [-np.log(2 * np.pi) + 200 * np.log(10.0)], rtol=1e-14)
+    c = np.array([[1.0, 0.3], [0.3, 2.0]])
+    ref = [-np.log(2 * np.pi) - 0.5 * np.linalg.slogdet(c + t * np.eye(2))[1] for t in (1.0,)]
+    np.testing.assert_allclose(lp_pp, [-np.log(2 * np.pi) - 200 * np.log(10.0), ref[0],
+                                       -np.log(2 * np.pi) - 0.5 * np.log(np.linalg.det(c))],
+                               rtol=1e-12)
     np.testing.assert_array_equal(s, [[0.0, 0.0]])
     np.testing.assert_allclose(lp_big, [-np.log(2 * np.pi) - 200 * np.log(10.0)], rtol=1e-12)
 
