@@ -6,7 +6,7 @@ import sys
 
 
 def _cmd_validate(args) -> int:
-    from .claims.runner import validate
+    from .claims.runner import OutputError, toolkit_failures, validate
 
     if args.seed < 0:
         print(f"error: --seed must be >= 0, got {args.seed}", file=sys.stderr)
@@ -22,36 +22,38 @@ def _cmd_validate(args) -> int:
             return 2
     try:
         res = validate(full=args.full, only=args.only, out=args.out, device=args.device,
-                       seed=args.seed, progress=not args.no_progress)
-    except ValueError as exc:
+                       seed=args.seed, progress=not args.no_progress,
+                       figures=not args.no_figures)
+    except (ValueError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     width = max(len(r["id"]) for r in res["records"])
     for r in res["records"]:
-        print(f"  {r['id']:<{width}}  {r['verdict']:<18} {r['seconds']:7.2f} s")
+        outcome = r["verdict"] if r["status"] == "ran" else r["status"]
+        why = f"  ({r['reason']})" if r["status"] in ("skipped", "needs-gpu") else ""
+        print(f"  {r['id']:<{width}}  {outcome:<18} {r['seconds']:7.2f} s{why}")
+    summ = {**res["summary"]["verdicts"],
+            **{k: v for k, v in res["summary"]["status"].items() if k != "ran"}}
     print(f"{len(res['records'])} checks in {res['seconds']} s: "
-          + ", ".join(f"{v} {k}" for k, v in sorted(res["summary"].items())))
+          + ", ".join(f"{v} {k}" for k, v in sorted(summ.items())))
     cov = res["catalogue"]
     print(f"paper claims with a check: {cov['checked']} of {cov['paper_claims']} "
           f"(the rest are planned; see the report)")
     print(f"report: {args.out}/index.html  records: {args.out}/results.json")
-    crashed = [r["id"] for r in res["records"] if r["verdict"] == "crashed"]
-    if crashed:
-        print("crashed: " + ", ".join(crashed), file=sys.stderr)
+    failures = toolkit_failures(res)
+    if failures:
+        print("error: toolkit self-checks refuted or checks crashed (a bug in sftheory): "
+              + ", ".join(failures), file=sys.stderr)
         return 1
-    refuted_core = [r["id"] for r in res["records"]
-                    if r["verdict"] == "refuted" and r["id"].startswith("core.")]
-    if refuted_core:
-        print("warning: toolkit self-checks refuted (a bug in sftheory): " + ", ".join(refuted_core),
-              file=sys.stderr)
     return 0
 
 
 def _cmd_list(args) -> int:
     from .claims.registry import select
 
-    for c in select(args.only, full=True):
-        print(f"{c.id:<38} {'slow ' if c.slow else '     '}{c.source:<34} {c.title}")
+    for c in select(args.only):
+        tag = "gpu  " if c.needs_gpu else "slow " if c.slow else "     "
+        print(f"{c.id:<38} {tag}{c.source:<34} {c.title}")
     return 0
 
 
@@ -62,7 +64,13 @@ def _cmd_docs(args) -> int:
         from .claims.catalogue import parse_claims_md, write_catalogue
         from pathlib import Path
 
-        write_catalogue(parse_claims_md(Path(args.claims_md).read_text()))
+        try:
+            text = Path(args.claims_md).read_text()
+        except OSError as exc:
+            print(f"error: cannot read --claims-md {args.claims_md}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 2
+        write_catalogue(parse_claims_md(text))
     for path in docs.write_docs(args.out):
         print(f"wrote {path}")
     return 0
@@ -81,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device for torch paths")
     v.add_argument("--seed", type=int, default=0, help="base seed of every check's random streams")
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
+    v.add_argument("--no-figures", action="store_true", help="skip drawing figures (verdicts unchanged)")
     v.set_defaults(func=_cmd_validate)
 
     ls = sub.add_parser("list", help="list the registered checks")

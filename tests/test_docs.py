@@ -22,3 +22,14 @@ def test_every_catalogued_claim_has_a_row():
     text = "".join((DOCS / rel).read_text() for rel in PAGES if rel.startswith("claims/"))
     for e in load_catalogue():
         assert f"| `{e.id}` |" in text, e.id
+
+
+@pytest.mark.parametrize("rel", sorted(r for r in PAGES if r.startswith("claims/")))
+def test_claim_tables_keep_cells_with_bars_whole(rel):
+    """Statements such as KL(.||p_i) are written with escaped bars: every row keeps 5 cells."""
+    from sftheory.claims.catalogue import table_cells
+
+    rows = [ln for ln in PAGES[rel]().splitlines() if ln.startswith("| `")]
+    assert rows
+    for ln in rows:
+        assert len(table_cells(ln)) == 5, ln

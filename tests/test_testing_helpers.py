@@ -298,9 +298,101 @@ def test_measure_backend_parity_detects_a_discrepancy():
     assert bad["numba_vs_numpy"] > KERNEL_PARITY.rtol
 
 
+# ---- non-finite measured values fail every helper ----------------------------------------------
+class NaNKernel:
+    """Delegates to a model but its numba kernel returns NaN (a broken kernel)."""
+
+    def __init__(self, model, where="score"):
+        self.model, self.where = model, where
+
+    def logpdf_and_score(self, x, impl=None):
+        lp, s = self.model.logpdf_and_score(x, impl=impl)
+        if impl == "numba":
+            return (lp * np.nan, s) if self.where == "logpdf" else (lp, s * np.nan)
+        return lp, s
+
+
+@pytest.mark.parametrize("where", ["score", "logpdf"])
+def test_measure_backend_parity_reports_nan_for_a_nan_kernel(where):
+    """Was 0.0: Python's max(0.0, nan) dropped the NaN."""
+    bad = measure_backend_parity(NaNKernel(_MIX2, where), _X2)
+    assert math.isnan(bad["numba_vs_numpy"]), bad
+
+
+def test_rel_pair_keeps_nan_and_inf_in_either_argument():
+    from sftheory.testing.asserts import _rel_pair
+
+    ok = np.ones(3)
+    for bad in (np.array([1.0, np.nan, 1.0]), np.array([1.0, np.inf, 1.0])):
+        assert math.isnan(_rel_pair(ok, bad, ok, ok))
+        assert math.isnan(_rel_pair(bad, ok, ok, ok))
+        assert math.isnan(_rel_pair(ok, ok, ok, bad))
+    assert _rel_pair(ok, ok, ok, ok) == 0.0
+
+
+def test_measure_backend_parity_says_when_torch_did_not_run(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
+    res = measure_backend_parity(_MIX2, _X2)
+    assert res["torch_vs_numpy"].startswith("not run: ")
+    assert res["numba_vs_numpy"] <= KERNEL_PARITY.rtol
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_assert_moments_match_fails_on_non_finite_samples(bad):
+    """Was a pass: the NaN z-scores compared False with n_sigma."""
+    x = np.full((1000, 2), bad)
+    with pytest.raises(AssertionError, match="standard errors"):
+        assert_moments_match(x, [0.0, 0.0], np.eye(2))
+    x = np.random.default_rng(3).standard_normal((1000, 2))
+    x[17, 1] = bad
+    with pytest.raises(AssertionError, match="non-finite"):
+        assert_moments_match(x, [0.0, 0.0], np.eye(2))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_measurement_summaries_keep_non_finite_values(bad):
+    from sftheory.testing.asserts import compare
+
+    meas = compare([1.0, bad, 2.0], [1.0, 1.0, 2.0])
+    assert not math.isfinite(meas.max_abs_err) and not math.isfinite(meas.max_rel_err)
+    assert not math.isfinite(meas.excess(EXACT_FLOAT64)) and not meas.ok(EXACT_FLOAT64)
+    assert meas.non_finite == 1
+    same = compare([bad], [bad])  # a non-finite value equal to a non-finite reference still fails
+    assert not same.ok(EXACT_FLOAT64)
+
+
+class NaNScore(ScoreOffBy):
+    def score(self, x):
+        return self.model.score(x) * np.nan
+
+
+class NaNDensity(ScaledDensity):
+    def pdf(self, x):
+        return self.model.pdf(x) * np.nan
+
+    def logpdf(self, x):
+        return self.model.logpdf(x) * np.nan
+
+    def marginal(self, process, t):
+        return NaNDensity(self.model.marginal(process, t), 1.0)
+
+
+def test_every_assert_fails_on_nan():
+    g = Gaussian([0.5, -0.3], [[1.0, 0.2], [0.2, 0.7]])
+    with pytest.raises(AssertionError, match="non-finite"):
+        assert_score_is_gradient(NaNScore(g, 0.0), _X2)
+    with pytest.raises(AssertionError, match="integrates to nan"):
+        assert_density_normalized(NaNDensity(g, 1.0))
+    with pytest.raises(AssertionError, match="Fokker-Planck"):
+        assert_fokker_planck(NaNDensity(g, 1.0), OU(), 0.4, _X2[:4])
+
+
 def test_tolerances_registry():
     for name, tol in tolerances.ALL.items():
-        assert tol.name == name and tol.why and 0 <= tol.atol and 0 < tol.rtol < 1
+        assert tol.name == name and tol.why and 0 <= tol.atol and 0 <= tol.rtol < 1
+        assert tol.rtol > 0 or tol.atol > 0
         assert tol.as_dict()["name"] == name
     assert 0 < tolerances.KS_ALPHA < 1e-3 and tolerances.MC_SIGMAS >= 4
 

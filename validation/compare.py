@@ -1,9 +1,11 @@
-"""Diff two ``sftheory validate`` results.json files: verdict changes and moved numbers.
+"""Diff two ``sftheory validate`` results.json files: outcome changes and moved numbers.
 
     python validation/compare.py OLD/results.json NEW/results.json [--rtol 1e-6]
 
-Prints one line per check whose verdict changed, appeared or disappeared, and per measured number
-that moved by more than ``rtol`` (relative). Exit code 1 if any verdict changed, else 0.
+Prints one line per check whose outcome (its verdict, or its run status when it did not run)
+changed, appeared or disappeared (``!``, ``+``, ``-``), and per measured value that moved by more
+than ``rtol`` (relative) or changed kind: a number that became "nan"/"inf", a route that became
+"not run: ..." (``~``). Exit code 1 if any outcome changed, else 0.
 """
 from __future__ import annotations
 
@@ -13,38 +15,71 @@ import math
 import sys
 
 
+def outcome(rec: dict) -> str:
+    """The verdict of a check that ran, else its run status (schema 2); schema 1 had only verdict."""
+    if "status" in rec and rec["status"] != "ran":
+        return rec["status"]
+    return rec["verdict"]
+
+
 def _flatten(d, prefix=""):
+    """{dotted key: float or str} for the numbers and strings of a measured dict ("nan", "inf",
+    "not run: ..." are strings in results.json)."""
     out = {}
     for k, v in (d or {}).items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
             out.update(_flatten(v, key + "."))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+        elif isinstance(v, bool):
+            out[key] = str(v)
+        elif isinstance(v, (int, float)):
             out[key] = float(v)
+        elif isinstance(v, str):
+            try:
+                out[key] = float(v) if v in ("nan", "inf", "-inf") else v
+            except ValueError:  # pragma: no cover - the tuple above parses
+                out[key] = v
     return out
+
+
+def _moved(a, b, rtol: float) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) != math.isnan(b)
+        if math.isinf(a) or math.isinf(b):
+            return a != b
+        return not math.isclose(a, b, rel_tol=rtol, abs_tol=0.0)
+    return a != b
+
+
+def _show(v) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else repr(v)
 
 
 def compare(old: dict, new: dict, rtol: float = 1e-6) -> tuple[list[str], bool]:
     o = {r["id"]: r for r in old["records"]}
     n = {r["id"]: r for r in new["records"]}
-    lines, verdict_changed = [], False
+    lines, changed = [], False
     for cid in sorted(set(o) | set(n)):
         if cid not in n:
-            lines.append(f"- {cid}: removed (was {o[cid]['verdict']})")
-            verdict_changed = True
+            lines.append(f"- {cid}: removed (was {outcome(o[cid])})")
+            changed = True
             continue
         if cid not in o:
-            lines.append(f"+ {cid}: new, {n[cid]['verdict']}")
+            lines.append(f"+ {cid}: new, {outcome(n[cid])}")
             continue
-        if o[cid]["verdict"] != n[cid]["verdict"]:
-            lines.append(f"! {cid}: {o[cid]['verdict']} -> {n[cid]['verdict']}")
-            verdict_changed = True
+        if outcome(o[cid]) != outcome(n[cid]):
+            lines.append(f"! {cid}: {outcome(o[cid])} -> {outcome(n[cid])}")
+            changed = True
         mo, mn = _flatten(o[cid]["measured"]), _flatten(n[cid]["measured"])
-        for key in sorted(set(mo) & set(mn)):
-            a, b = mo[key], mn[key]
-            if not math.isclose(a, b, rel_tol=rtol, abs_tol=0.0):
-                lines.append(f"~ {cid}: measured.{key} {a:.6g} -> {b:.6g}")
-    return lines, verdict_changed
+        for key in sorted(set(mo) | set(mn)):
+            if key not in mn:
+                lines.append(f"~ {cid}: measured.{key} {_show(mo[key])} -> (absent)")
+            elif key not in mo:
+                lines.append(f"~ {cid}: measured.{key} (absent) -> {_show(mn[key])}")
+            elif _moved(mo[key], mn[key], rtol):
+                lines.append(f"~ {cid}: measured.{key} {_show(mo[key])} -> {_show(mn[key])}")
+    return lines, changed
 
 
 def main(argv=None) -> int:

@@ -32,15 +32,40 @@ class CatalogueEntry:
         return self.id.split(".")[0]
 
 
+_CELL_SPLIT = re.compile(r"(?<!\\)\|")
+_ID = re.compile(r"^[a-z]+\.[A-Za-z0-9_.]+$")
+
+
+def table_cells(line: str) -> list[str] | None:
+    """The cells of a GitHub table row ``| a | b \\| c |``: split at unescaped ``|``, each cell
+    stripped and ``\\|`` unescaped to ``|``; None if the line is not a table row."""
+    line = line.strip()
+    if not (line.startswith("|") and line.endswith("|") and len(line) > 1):
+        return None
+    parts = _CELL_SPLIT.split(line[1:-1])
+    return [p.strip().replace("\\|", "|") for p in parts]
+
+
 def parse_claims_md(text: str) -> list[CatalogueEntry]:
-    """Rows ``| id | statement | how |`` of CLAIMS.md; "a / b" ids become one entry each."""
+    """Rows ``| id | statement | how |`` of CLAIMS.md; "a / b" ids become one entry each.
+
+    A ``|`` inside a cell is written ``\\|`` (GitHub table syntax) and comes back as ``|``.
+    Rows whose first cell is not an id (the header, the ``---`` rule) are skipped; a row with an
+    id and a number of cells other than three is an error (a mis-escaped ``|``).
+    """
     out = []
-    for line in text.splitlines():
-        m = re.match(r"^\|\s*([a-z]+\.[^|]+?)\s*\|(.*)\|(.*)\|\s*$", line)
-        if not m or m.group(1).strip() in ("id",):
+    for lineno, line in enumerate(text.splitlines(), 1):
+        cells = table_cells(line)
+        if not cells:
             continue
-        for cid in m.group(1).split("/"):
-            out.append(CatalogueEntry(cid.strip(), m.group(2).strip(), m.group(3).strip()))
+        ids = [c.strip() for c in cells[0].split("/")]
+        if not all(_ID.match(i) for i in ids):
+            continue
+        if len(cells) != 3:
+            raise ValueError(f"CLAIMS.md line {lineno}: expected 3 cells (id | statement | how), "
+                             f"got {len(cells)}; is a '|' inside a cell not escaped as '\\|'?")
+        for cid in ids:
+            out.append(CatalogueEntry(cid, cells[1], cells[2]))
     return out
 
 
@@ -53,14 +78,27 @@ def load_catalogue() -> tuple[CatalogueEntry, ...]:
     return tuple(CatalogueEntry(**d) for d in json.loads(CATALOGUE_PATH.read_text()))
 
 
+_ROADMAP_SF = {
+    "sf.alg1": 4, "sf.thm4": 4, "sf.table1": 4, "sf.thm4.ttilde": 4, "sf.lemma2": 4,
+    "sf.dimfree": 4,  # compares both fusion methods: needs Algorithm 1 (item 4) beside item 3
+    "sf.table2": "Later", "sf.table3": "Later", "sf.tables.consistency": "Later",
+}
+_ROADMAP_TITLES = {1: "generative processes with tunable h", 2: "score smoothing",
+                   3: "KL barycenters and vanilla fusion", 4: "ScoreFusion Algorithm 1",
+                   "Later": "digits experiment"}
+_NOT_CHECKABLE = {"os.table1": "CIFAR-10 FID needs a pretrained checkpoint and an Inception "
+                               "network; recorded as not-checkable-here with the reason"}
+
+
 def roadmap_item(claim_id: str) -> str:
     """Where ``shared/ROADMAP.md`` plans the check of a paper claim not implemented yet."""
-    if claim_id.startswith("os."):
-        return "ROADMAP 1 (generative processes with tunable h)"
-    if claim_id.startswith("sm."):
-        return "ROADMAP 2 (score smoothing)"
-    if claim_id in ("sf.alg1", "sf.thm4", "sf.table1"):
-        return "ROADMAP 4 (ScoreFusion Algorithm 1)"
-    if claim_id in ("sf.table2", "sf.table3"):
-        return "ROADMAP Later (digits experiment)"
-    return "ROADMAP 3 (KL barycenters and vanilla fusion)"
+    paper = claim_id.split(".")[0]
+    if paper not in ("sf", "os", "sm"):
+        raise ValueError(f"{claim_id!r} is not a paper claim id")
+    if claim_id in _NOT_CHECKABLE:
+        item = 1
+        note = f"; {_NOT_CHECKABLE[claim_id]}"
+    else:
+        item = {"os": 1, "sm": 2}.get(paper) or _ROADMAP_SF.get(claim_id, 3)
+        note = ""
+    return f"ROADMAP {item} ({_ROADMAP_TITLES[item]}{note})"

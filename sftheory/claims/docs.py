@@ -25,6 +25,11 @@ def _code_ref(fn) -> str:
     return f"`{mod}.{fn.__name__}` ({path}" + (f":{line}" if line else "") + ")"
 
 
+def _cell(text: str) -> str:
+    """Text for a GitHub table cell: ``|`` escaped as ``\\|`` (CLAIMS.md's own convention)."""
+    return text.replace("|", "\\|")
+
+
 def _implementations(claim_id: str) -> list[str]:
     import sftheory  # noqa: F401 - registers @source entries of the models and processes
     import sftheory.models._formulas  # noqa: F401
@@ -58,14 +63,14 @@ def paper_page(prefix: str) -> str:
         check = reg.get(cid)
         statement = e.statement if e else (check.title if check else "")
         if check:
-            status = "slow (--full)" if check.slow else "quick"
+            status = ("needs a GPU" if check.needs_gpu else "slow (--full)" if check.slow
+                      else "quick")
             where = _code_ref(check.fn)
         else:
             status = f"planned: {roadmap_item(cid)}"
             where = f"how: {e.how}" if e else ""
         impl = "<br>".join(_implementations(cid)) or "—"
-        lines.append(f"| `{cid}` | {statement.replace('|', '/')} | {where.replace('|', '/')} | "
-                     f"{impl} | {status} |")
+        lines.append(f"| `{cid}` | {_cell(statement)} | {_cell(where)} | {impl} | {_cell(status)} |")
     lines.append("")
     if check_docs := [reg[i] for i in ids if i in reg]:
         lines.append("## How each implemented check works\n")

@@ -1,7 +1,8 @@
 """Tools for users' own tests: hypothesis strategies, assertion helpers, named tolerances.
 
->>> from sftheory.testing import strategies, assert_score_is_gradient, tolerances
+>>> from sftheory.testing import strategies, assert_score_is_gradient, tolerances, textbook
 """
+from . import textbook as textbook
 from . import tolerances as tolerances
 from .asserts import assert_density_normalized as assert_density_normalized
 from .asserts import assert_fokker_planck as assert_fokker_planck
@@ -24,7 +25,7 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["strategies", "tolerances", "assert_density_normalized", "assert_fokker_planck",
+__all__ = ["strategies", "textbook", "tolerances", "assert_density_normalized", "assert_fokker_planck",
            "assert_moments_match", "assert_score_is_gradient", "finite_difference_gradient",
            "measure_backend_parity", "measure_fokker_planck", "measure_normalization",
            "measure_score_gradient"]

@@ -46,6 +46,19 @@ FLOW_ODE = Tolerance(
     "FLOW_ODE", 1e-7, 1e-9,
     "closed form vs scipy solve_ivp (DOP853) at rtol <= 1e-10: solver tolerance times a "
     "stability margin of ~1e3")
+ROBUST_VS_MPMATH = Tolerance(
+    "ROBUST_VS_MPMATH", 1e-10, 0.0,
+    "float64 logpdf/score at extreme inputs (t = 1e-8, |x| = 1e4) vs 50-digit mpmath, relative to "
+    "max(|value|, 1): EXACT_FLOAT64 times the condition number of the covariances (<= 1e2)")
+SNAP_SCORE = Tolerance(
+    "SNAP_SCORE", 1e-6, 0.0,
+    "empirical score at t = 1e-8 vs (y - x)/t for a query 1e-5 from its nearest point y: the "
+    "offset y - x is known to ~1e-16/1e-5 = 1e-11 relative, the other points' weights are "
+    "< e^-200; 1e-6 leaves room for the cancellation in |x - y|^2 at |x| ~ 1")
+SNAP_POSTERIOR = Tolerance(
+    "SNAP_POSTERIOR", 0.0, 1e-12,
+    "posterior mean at t = 1e-8 vs the nearest training point (|y| <= 1): the other weights are "
+    "< e^-200, so only rounding of the weighted average, a few ulps of |y|, remains")
 MC_SIGMAS = 5.0
 """Monte Carlo mean vs exact value: pass if |mean - exact| <= 5 standard errors (two-sided false
 alarm rate 5.7e-7 per comparison for a normal statistic)."""
@@ -55,4 +68,4 @@ BOUND_REL = 1e-9
 """An inequality `measured <= bound` is checked as `measured <= bound * (1 + 1e-9)`."""
 
 ALL = {t.name: t for t in (EXACT_FLOAT64, KERNEL_PARITY, FLOAT32, SCORE_FD, FOKKER_PLANCK,
-                           QUADRATURE, FLOW_ODE)}
+                           QUADRATURE, FLOW_ODE, ROBUST_VS_MPMATH, SNAP_SCORE, SNAP_POSTERIOR)}
