@@ -26,72 +26,14 @@ settings.register_profile("thorough", max_examples=1000, deadline=None,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
-# ---- exact (m, v) of the forward processes, written from their definitions ------------------
-def _exact_mv(process, t: float, s: float = 0.0) -> tuple[float, float]:
-    """(m, v) of X_t | X_s for the processes of sftheory, from the textbook formulas in mpmath.
-
-    Independent of the library's clock machinery: each law is written from its SDE
-    (OU: dX = -a X dt + sigma dW; VP: beta(t) = b0 + (b1 - b0) t; VE: dX = dW or sigma^t dW),
-    evaluated at 40 significant digits and rounded once to float64.
-    """
-    import mpmath as mp
-
-    from sftheory.processes import OU, VE, VP
-
-    with mp.workdps(40):
-        t_, s_ = mp.mpf(t), mp.mpf(s)
-        if isinstance(process, OU):
-            a, sig = mp.mpf(process.a), mp.mpf(process.sigma)
-            m = mp.exp(-a * (t_ - s_))
-            v = sig**2 * (1 - mp.exp(-2 * a * (t_ - s_))) / (2 * a)
-        elif isinstance(process, VP):
-            b0, b1 = mp.mpf(process.beta_min), mp.mpf(process.beta_max)
-
-            def big_b(u):
-                return b0 * u + (b1 - b0) * u**2 / 2
-
-            db = big_b(t_) - big_b(s_)
-            m = mp.exp(-db / 2)
-            v = 1 - mp.exp(-db)
-        elif isinstance(process, VE):
-            m = mp.mpf(1)
-            if process.sigma is None:
-                v = t_ - s_
-            else:
-                sig = mp.mpf(process.sigma)
-                v = (sig ** (2 * t_) - sig ** (2 * s_)) / (2 * mp.log(sig))
-        else:  # pragma: no cover - test helper
-            raise TypeError(process)
-        return float(m), float(v)
+# ---- exact (m, v), g^2 and a(t) of the forward processes, written from their SDE definitions -----
+# One textbook definition, shipped in sftheory.testing.textbook (it reads only the parameters of a
+# process, never its kappa, clock or coefficients), shared by these tests and the claim checks.
+from sftheory.testing.textbook import diffusion_sq as _exact_g2  # noqa: E402
+from sftheory.testing.textbook import drift_coef as _exact_a  # noqa: E402
+from sftheory.testing.textbook import exact_mv as _exact_mv  # noqa: E402
 
 
-def _exact_g2(process, t: float) -> float:
-    """g(t)^2 from the SDE definitions (float64)."""
-    from sftheory.processes import OU, VE, VP
-
-    if isinstance(process, OU):
-        return process.sigma**2
-    if isinstance(process, VP):
-        return process.beta_min + (process.beta_max - process.beta_min) * t
-    if isinstance(process, VE):
-        return 1.0 if process.sigma is None else process.sigma ** (2 * t)
-    raise TypeError(process)  # pragma: no cover
-
-
-def _exact_a(process, t: float) -> float:
-    """a(t) with drift f(t, x) = -a(t) x, from the SDE definitions."""
-    from sftheory.processes import OU, VE, VP
-
-    if isinstance(process, OU):
-        return process.a
-    if isinstance(process, VP):
-        return 0.5 * (process.beta_min + (process.beta_max - process.beta_min) * t)
-    if isinstance(process, VE):
-        return 0.0
-    raise TypeError(process)  # pragma: no cover
-
-
-# ---- slow, obviously-correct mixture reference (scipy per component) ------------------------
 def _mixture_reference(weights, means, covs, x):
     """log p and grad log p of sum_k w_k N(mu_k, Sigma_k) at x (N, d), one component at a time.
 
