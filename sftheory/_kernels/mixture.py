@@ -291,6 +291,13 @@ def mixture_iso(x, m_arr, v_arr, means, lam, logw, posterior, equal_var, nthread
                     out_vec[i, b] = acc[b] / tot
 
 
+# The same kernels compiled without threading (prange runs as range): small calls (an ODE solver's
+# one point) run on the calling thread without touching the thread pool, whose set-up costs more
+# than the work, and far more when the cores are busy.
+mixture_full_serial = njit(cache=True, error_model="numpy")(mixture_full.py_func)
+mixture_iso_serial = njit(cache=True, error_model="numpy")(mixture_iso.py_func)
+
+
 def kernel_layout(means, logw, lam, rot) -> tuple:
     """Writeable float64 arrays in the layout of the kernel (component-minor for ``full``).
 
@@ -327,19 +334,13 @@ def evaluate(x: np.ndarray, m, v, layout: tuple, posterior: bool):
     if kind == "full":
         _, means_t, rot_t, lam_t, logw = layout
         args = (x, m_arr, v_arr, means_t, rot_t, lam_t, logw, posterior)
-        kern = mixture_full
+        kern, serial = mixture_full, mixture_full_serial
     else:
         _, means, lam, logw, equal = layout
         args = (x, m_arr, v_arr, means, lam, logw, posterior, equal)
-        kern = mixture_iso
+        kern, serial = mixture_iso, mixture_iso_serial
     if nthreads > 1 and n * k_count * d >= PARALLEL_MIN_WORK:
         kern(*args, nthreads, out_lp, out_vec)
     else:
-        # small calls (an ODE solver's one point) run on the calling thread only: waking the
-        # pool costs more than the work, and far more when the cores are busy
-        numba.set_num_threads(1)
-        try:
-            kern(*args, 1, out_lp, out_vec)
-        finally:
-            numba.set_num_threads(threads)
+        serial(*args, 1, out_lp, out_vec)
     return out_lp, out_vec

@@ -1,4 +1,4 @@
-"""Forward processes dX = f(t, X) dt + g(t) dW with linear drift f(t, x) = -kappa g(t)^2 x.
+"""Forward processes dX = f(X, t) dt + g(t) dW with linear drift f(x, t) = -kappa g(t)^2 x.
 
 Every process sftheory knows (OU, VP, VE and Song et al.'s geometric VE) has this form with a
 *constant* kappa. On the clock theta(t) = int_0^t g(s)^2 ds it becomes the time-homogeneous
@@ -30,6 +30,13 @@ def ou_transition(kappa: float, dtheta):
 
     Source: [OS] App. B.2 (time change to the canonical clock); [SF] eq. (2) for the OU case.
     """
+    if isinstance(dtheta, float):  # one time: the same formula in scalar arithmetic (no 0-d arrays)
+        if kappa == 0.0:
+            return 1.0, dtheta
+        try:
+            return math.exp(-kappa * dtheta), -math.expm1(-2.0 * kappa * dtheta) / (2.0 * kappa)
+        except OverflowError:
+            return math.inf, math.inf
     dtheta = np.asarray(dtheta, dtype=np.float64)
     if kappa == 0.0:
         return np.ones_like(dtheta), dtheta.copy()
@@ -73,7 +80,7 @@ class LinearSDE(ABC):
 
     # ---- derived, shared by every process ---------------------------------------------------
     def drift_coef(self, t):
-        """a(t) with f(t, x) = -a(t) x; a(t) = kappa g(t)^2."""
+        """a(t) with f(x, t) = -a(t) x; a(t) = kappa g(t)^2."""
         return self.kappa * np.asarray(self.diffusion(t)) ** 2
 
     def drift(self, x, t):
@@ -100,7 +107,7 @@ class LinearSDE(ABC):
         """(m(t), v(t)) with X_t | X_0 = x0 ~ N(m(t) x0, v(t) I), for a scalar time t."""
         t = check_time(t)
         with np.errstate(over="ignore"):
-            m, v = ou_transition(self.kappa, self.clock(t))
+            m, v = ou_transition(self.kappa, float(self.clock(t)))
         return self._finite_law(float(m), float(v), t)
 
     def conditional_many(self, t: np.ndarray):
