@@ -96,7 +96,14 @@ def test_lower_layers_never_import_claims(layer):
 
 
 # ---- every check on the correct library ---------------------------------------------------------
-@pytest.mark.parametrize("cid", sorted(CHECK_IDS))
+ALL_IDS = sorted(c.id for c in select())
+
+
+def test_every_registered_check_is_run_below():
+    assert CHECK_IDS <= set(ALL_IDS) and "core.paths.per_point_times" in ALL_IDS
+
+
+@pytest.mark.parametrize("cid", ALL_IDS)
 def test_every_check_on_the_correct_library(cid):
     """Each check, quick mode, seed 0, figures off. Every toolkit self-check (core.*) confirms: a
     refuted core check is a bug. sm.esf: [SM] (6) and (14) hold as written; (19) names
@@ -192,11 +199,14 @@ def test_compare_reports_outcome_changes_and_non_finite_numbers(quick_run):
 
 
 # ---- seeds ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("seed", range(5))
-def test_normalization_does_not_flip_with_the_seed(seed):
+@pytest.mark.parametrize("seed", range(1, 12))
+@pytest.mark.parametrize("cid", ["core.models.normalization", "core.models.score_is_gradient"])
+def test_checks_do_not_flip_with_the_seed(cid, seed):
     """With --seed 3 the panelled Gauss-Legendre rule's error estimate exceeded its ceiling on a
-    correct library (refuted); the adaptive cubature holds for every seed."""
-    (check,) = select("core.models.normalization")
+    correct library (refuted); seeds 8 and 10 then found the integration box too small for a
+    light, wide component, and seeds 4, 9, 20, 22, 33 a finite-difference rounding allowance
+    missing from score_is_gradient's per-point branch. (Seeds 0-39 of both pass by hand.)"""
+    (check,) = [c for c in select(cid) if c.id == cid]
     rec = run_check(check, Context(seed=seed))
     assert rec.verdict == "confirmed", rec.reason
 

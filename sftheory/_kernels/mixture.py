@@ -135,7 +135,6 @@ def mixture_full(x, m_arr, v_arr, means_t, rot_t, lam_t, logw, posterior, nthrea
                         mx = lp[k]
                 if mx == -np.inf:
                     # every |y_k|^2 overflowed: compare Mahalanobis distances scaled by max|y_k|
-                    best = 0
                     best_lq = np.inf
                     for k in range(k_count):
                         ymax = 0.0
@@ -145,16 +144,24 @@ def mixture_full(x, m_arr, v_arr, means_t, rot_t, lam_t, logw, posterior, nthrea
                         for a in range(d):
                             r = y[a, k] / ymax
                             qs += r * r * inv[a, k]
-                        lq = 2.0 * math.log(ymax) + math.log(qs)
-                        if lq < best_lq:
-                            best_lq = lq
-                            best = k
+                        lp[k] = 2.0 * math.log(ymax) + math.log(qs)  # log of the distance
+                        best_lq = min(best_lq, lp[k])
                     out_logpdf[i] = -np.inf
+                    # ties (equal scaled distances) share the responsibility, as in the reference
+                    for k in range(k_count):
+                        tmp[k] = 1.0 if lp[k] == best_lq else 0.0
+                    ties = 0.0
+                    for k in range(k_count):
+                        ties += tmp[k]
                     for b in range(d):
-                        g = means_t[b, best] if posterior else 0.0
-                        for a in range(d):
-                            g += rot_t[a, b, best] * coef[a, best] * y[a, best]
-                        out_vec[i, b] = g
+                        acc_b = 0.0
+                        for k in range(k_count):
+                            if tmp[k] > 0.0:
+                                g = means_t[b, k] if posterior else 0.0
+                                for a in range(d):
+                                    g += rot_t[a, b, k] * coef[a, k] * y[a, k]
+                                acc_b += g
+                        out_vec[i, b] = acc_b / ties
                     continue
                 tot = 0.0
                 if per_point:
@@ -252,7 +259,6 @@ def mixture_iso(x, m_arr, v_arr, means, lam, logw, posterior, equal_var, nthread
                     acc[b] = 0.0
                 if mx == -np.inf:
                     # every term overflowed: the nearest component in scaled Mahalanobis distance
-                    best = 0
                     best_lq = np.inf
                     for k in range(k_count):
                         rmax = 0.0
@@ -262,16 +268,22 @@ def mixture_iso(x, m_arr, v_arr, means, lam, logw, posterior, equal_var, nthread
                         for b in range(d):
                             r = (xi[b] - m * means[k, b]) / rmax
                             qs += r * r
-                        lq = 2.0 * math.log(rmax) + math.log(qs * inv[k])
-                        if lq < best_lq:
-                            best_lq = lq
-                            best = k
-                    cm = (m * lam[best] * inv[best]) if posterior else -inv[best]
+                        lp[k] = 2.0 * math.log(rmax) + math.log(qs * inv[k])  # log distance
+                        best_lq = min(best_lq, lp[k])
+                    # ties (equal scaled distances) share the responsibility, as in the reference
+                    ties = 0.0
+                    for k in range(k_count):
+                        if lp[k] != best_lq:
+                            continue
+                        ties += 1.0
+                        cm = (m * lam[k] * inv[k]) if posterior else -inv[k]
+                        for b in range(d):
+                            g = cm * (xi[b] - m * means[k, b])
+                            if posterior:
+                                g += means[k, b]
+                            acc[b] += g
                     for b in range(d):
-                        g = cm * (xi[b] - m * means[best, b])
-                        if posterior:
-                            g += means[best, b]
-                        out_vec[i, b] = g
+                        out_vec[i, b] = acc[b] / ties
                     out_logpdf[i] = -np.inf
                     continue
                 tot = 0.0

@@ -88,6 +88,9 @@ class Record:
             raise ValueError(f"a record with status {self.status!r} says why (`reason`)")
         if self.verdict == "not-checkable-here" and not self.reason:
             raise ValueError("not-checkable-here needs the reason")
+        if self.verdict == "confirmed" and _has_non_finite(self.measured):
+            raise ValueError("a confirmed record cannot carry a NaN or infinite measured value "
+                             "(use a verdict helper: a non-finite number is a failure)")
         self.compared = _compared(self.compared)
         if self.verdict in NUMERIC_VERDICTS:
             if not self.compared:
@@ -180,3 +183,16 @@ def _same(a, b) -> bool:
         return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
     except Exception:  # noqa: BLE001 - arrays etc.: treat as different
         return False
+
+
+def _has_non_finite(obj) -> bool:
+    """Any NaN or infinite float (or numpy float) anywhere inside dicts/lists/arrays."""
+    if isinstance(obj, dict):
+        return any(_has_non_finite(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(_has_non_finite(v) for v in obj)
+    if isinstance(obj, np.ndarray):
+        return obj.dtype.kind == "f" and not bool(np.all(np.isfinite(obj)))
+    if isinstance(obj, (float, np.floating)):
+        return not math.isfinite(float(obj))
+    return False

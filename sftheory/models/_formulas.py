@@ -94,12 +94,30 @@ def mixture_path_eval(nx, x, m, v, means, logw, lam, rot, posterior: bool):
     law); Tweedie's formula for the posterior mean.
     """
     y, lam_b, inv, logc, mm = component_terms(nx, x, m, v, means, logw, lam, rot)
-    # weights relative to the largest term, normalized by their own sum: exp(logc - logsumexp)
-    # would carry an absolute rounding error eps |log p| into every responsibility
+    w, tot, logp = unnormalized_responsibilities(nx, y, inv, logc)
+    coef = (mm * lam_b) * inv if posterior else -inv
+    u = coef * y
+    vals = nx.einsum("kab,nka->nkb", rot, u) if rot is not None else u
+    if posterior:
+        vals = vals + means[None]
+    # a zero weight times an overflowed affine value is 0, not NaN
+    vals = nx.where((w > 0)[:, :, None], vals, nx.full_like(vals, 0.0))
+    return logp, nx.einsum("nk,nkd->nd", w, vals) / tot[:, None]
+
+
+def unnormalized_responsibilities(nx, y, inv, logc):
+    """Weights w (N, K) proportional to the responsibilities, their sums tot (N,) and log p (N,)
+    from the terms ``logc`` of :func:`component_terms`.
+
+    Weights are taken relative to the largest term and normalized by their own sum:
+    exp(logc - logsumexp) would carry an absolute rounding error eps |log p| into every
+    responsibility. Rows whose every term is -inf (|y|^2 overflowed, |x| ~ 1e155) give the
+    responsibility to the nearest component by scaled Mahalanobis distance (ties shared) and
+    log p = -inf: the limit of the exact values.
+    """
     mx = nx.max(logc, axis=1)
     overflow = None
     if not nx.all_finite(mx):
-        # every term -inf: responsibility to the nearest component by scaled distance
         ymax = nx.amax(nx.abs(y), axis=2, keepdims=True)
         ys = y / ymax
         lq = 2.0 * nx.log(ymax[:, :, 0]) + nx.log(nx.sum(ys * ys * inv, axis=2))
@@ -113,14 +131,7 @@ def mixture_path_eval(nx, x, m, v, means, logw, lam, rot, posterior: bool):
     logp = mx + nx.log(tot)
     if overflow is not None:
         logp = nx.where(overflow, nx.full_like(logp, -np.inf), logp)
-    coef = (mm * lam_b) * inv if posterior else -inv
-    u = coef * y
-    vals = nx.einsum("kab,nka->nkb", rot, u) if rot is not None else u
-    if posterior:
-        vals = vals + means[None]
-    # a zero weight times an overflowed affine value is 0, not NaN
-    vals = nx.where((w > 0)[:, :, None], vals, nx.full_like(vals, 0.0))
-    return logp, nx.einsum("nk,nkd->nd", w, vals) / tot[:, None]
+    return w, tot, logp
 
 
 def mixture_path_eval_chunked(nx, x, m, v, means, logw, lam, rot, posterior: bool):

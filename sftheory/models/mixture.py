@@ -178,15 +178,16 @@ class GaussianMixture(Law, Density):
     def responsibilities(self, x):
         """Posterior component probabilities r_k(x), shape (N, K) (numpy only); zero-weight
         components get 0."""
-        from ..backend import get_backend
-
         x2, nx, _ = prepare_points(x, self.dim)
         if nx.is_torch:
             raise ValueError("responsibilities takes numpy points")
         p = self._params
-        logc = _formulas.component_terms(nx, x2, 1.0, 0.0, p.means, p.logw, p.lam, p.rot)[3]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            y, _, inv, logc, _ = _formulas.component_terms(nx, x2, 1.0, 0.0, p.means, p.logw, p.lam,
+                                                           p.rot)
+            w, tot, _ = _formulas.unnormalized_responsibilities(nx, y, inv, logc)
         out = np.zeros((x2.shape[0], self.n_components))
-        out[:, self._weights > 0] = get_backend(logc).softmax(logc, axis=1)
+        out[:, self._weights > 0] = w / tot[:, None]
         return out
 
     def _diffused(self, m, v):

@@ -99,6 +99,55 @@ def _vp_clock(mp):
     mp.setattr(VP, "clock_increment", lambda self, s, t: 1.001 * orig_i(self, s, t))
 
 
+def _per_point_time_off(mp):
+    """A path evaluated with one time per point uses 1.001 t (scalar times intact): a score field
+    consistent with its own log-density, at the wrong time."""
+    orig = MixturePath._prepare
+
+    def prep(self, x, t, **kw):
+        if np.ndim(t) == 1 and not isinstance(t, (int, float)):
+            t = 1.001 * np.asarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t)
+        return orig(self, x, t, **kw)
+
+    mp.setattr(MixturePath, "_prepare", prep)
+
+
+def _per_point_logpdf_offset(mp):
+    """log p_t + 1e-3 for per-point-time calls only (scores intact)."""
+    orig = MixturePath.logpdf_and_score
+
+    def p(self, x, t, *, impl=None):
+        lp, s = orig(self, x, t, impl=impl)
+        return (lp + 1e-3, s) if np.ndim(t) == 1 else (lp, s)
+
+    mp.setattr(MixturePath, "logpdf_and_score", p)
+
+
+def _reference_posterior_off(mp):
+    """The numpy/torch formula's posterior mean off by 0.1 % (the numba kernel intact): only
+    torch and use_kernels("numpy") see it."""
+    from sftheory.models import _formulas
+
+    orig = _formulas.mixture_path_eval
+
+    def f(nx, x, m, v, means, logw, lam, rot, posterior):
+        lp, vec = orig(nx, x, m, v, means, logw, lam, rot, posterior)
+        return lp, (vec * 1.001 if posterior else vec)
+
+    mp.setattr(_formulas, "mixture_path_eval", f)
+
+
+def _torch_score_off(mp):
+    """torch inputs get a score 0.1 % off (numpy routes intact)."""
+    orig = MixturePath.logpdf_and_score
+
+    def p(self, x, t, *, impl=None):
+        lp, s = orig(self, x, t, impl=impl)
+        return (lp, s * 1.001) if hasattr(s, "detach") else (lp, s)
+
+    mp.setattr(MixturePath, "logpdf_and_score", p)
+
+
 CORE_MODELS = {"core.models.score_is_gradient", "core.models.tweedie", "core.models.robustness"}
 PLANTS = {
     "score x 1.001": (_scale_score(1.001), CORE_MODELS | {"sm.esf"}),
@@ -121,6 +170,11 @@ PLANTS = {
     # the Monte Carlo check resolves ~0.3 % of a covariance at n = 2e5 (5 standard errors ~ 1.5 %
     # of the total covariance, of which v is a part): 10 % of v is what it is sized to catch
     "conditional variance x 1.1": (_conditional_variance(1.1), {"core.models.marginal_mc"}),
+    # found uncaught by a review: per-point times, torch and the numpy reference's posterior mean
+    "per-point time x 1.001": (_per_point_time_off, {"core.paths.per_point_times"}),
+    "per-point logpdf + 1e-3": (_per_point_logpdf_offset, {"core.paths.per_point_times"}),
+    "reference posterior x 1.001": (_reference_posterior_off, {"core.paths.per_point_times"}),
+    "torch score x 1.001": (_torch_score_off, {"core.paths.per_point_times"}),
 }
 CASES = [(plant, cid) for plant, (_, ids) in PLANTS.items() for cid in sorted(ids)]
 

@@ -270,3 +270,24 @@ def test_figures_are_skippable_and_relative(tmp_path):
     rec = run_check(_check(with_figure), Context(out_dir=tmp_path))
     assert rec.figures == ["figures/core.test.x/f.png"] and (tmp_path / rec.figures[0]).is_file()
     assert run_check(_check(with_figure), Context(out_dir=None)).figures == []
+
+
+def test_a_hand_built_confirmed_record_cannot_carry_nan():
+    """Found by review: a check could bypass the helpers with Record(..., 'confirmed') and NaN."""
+    from sftheory.claims import Record
+
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        Record("core.x", "ran", "confirmed", reason="r", compared=[("a", "b")],
+               measured={"worst": float("nan")})
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        Record("core.x", "ran", "confirmed", reason="r", compared=[("a", "b")],
+               measured={"rows": [1.0, float("inf")]})
+
+
+def test_empty_comparisons_are_not_a_pass():
+    """Found by review: np.max(..., initial=0.0) turned 'nothing compared' into an error of 0."""
+    from sftheory.testing import asserts
+
+    with pytest.raises(ValueError, match="nothing to compare"):
+        asserts.compare(np.zeros((0, 3)), np.zeros((0, 3)))
+    assert np.isnan(asserts._rel_pair(np.zeros(0), np.zeros((0, 2)), np.zeros(0), np.zeros((0, 2))))

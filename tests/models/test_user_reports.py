@@ -48,7 +48,8 @@ def test_read_only_inputs_compile_no_second_kernel():
         x.flags.writeable = False
         mix.score(x)
         EmpiricalDistribution(x).path(VE()).score(x, 0.1)
-    sigs = [str(s) for k in (kern.mixture_full, kern.mixture_iso) for s in k.signatures]
+    sigs = [str(s) for k in (kern.mixture_full, kern.mixture_iso, kern.mixture_full_serial,
+                             kern.mixture_iso_serial) for s in k.signatures]
     assert sigs and not any("readonly" in s for s in sigs), sigs
 
 
@@ -233,3 +234,20 @@ def test_bad_inputs_found_by_review():
         OU(a=np.array([1.0, 2.0]))
     with pytest.raises(ValueError, match="variance must be"):
         EmpiricalDistribution([[0.0]]).as_mixture(np.array([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("impl", ["numba", "numpy"])
+def test_overflow_rows_share_ties_and_responsibilities_stay_finite(impl):
+    """|x| = 1e155: equally distant components (in float64) share the limit; the kernel and the
+    reference agree, and responsibilities follow the same rule."""
+    emp = EmpiricalDistribution([[-1.0], [1.0]]).path(VE())
+    with use_kernels(impl):
+        post = emp.posterior_mean(np.array([1e155]), 1.0)
+        s = GaussianMixture([0.5, 0.5], [[0.0, -1.0], [0.0, 1.0]],
+                            [np.eye(2), np.eye(2)]).score(np.array([[1e155, 0.0]]))
+    np.testing.assert_array_equal(post, [0.0])  # the two atoms tie at this |x|: average
+    np.testing.assert_array_equal(s, [[-1e155, 0.0]])
+    mix = GaussianMixture([0.5, 0.5], [[0.0, 0.0], [1.0, 1.0]], [1.0, 2.0])
+    r = mix.responsibilities(np.array([[1e155, 0.0], [0.5, 0.5]]))
+    np.testing.assert_array_equal(r[0], [0.0, 1.0])
+    np.testing.assert_allclose(r.sum(1), 1.0, rtol=1e-15)

@@ -42,8 +42,7 @@ def measure_score_gradient(zoo, procs, times, rng, *, n_points: int = 16) -> Mea
             tvec = np.resize(np.asarray(times, dtype=np.float64), n_points)
             x = eval_points(path.marginal(float(np.max(times))), rng, n_points)
             scale = min(1.0, min(sft.asserts.length_scale(path.marginal(t)) for t in times))
-            fd = sft.finite_difference_gradient(lambda z: path.logpdf(z, tvec), x, length_scale=scale)
-            ex = sft.asserts.compare(path.score(x, tvec), fd).excess(tol.SCORE_FD)
+            ex = sft.measure_score_gradient(path, x, tvec, length_scale_=scale).excess(tol.SCORE_FD)
             out.add("path_score_per_point_t_vs_fd", ex, f"{name}, {proc!r}, t per point")
     return out
 
