@@ -60,7 +60,7 @@ def measure_path_times(zoo, procs, rng, *, n_points: int = 12, routes=("numba", 
     out = Measured()
     rt = 1e2 * tol.EXACT_FLOAT64.rtol
     torch = None
-    if "torch" in routes:
+    if "torch" in routes or "cuda" in routes:
         try:
             import torch
         except ImportError:
@@ -73,12 +73,13 @@ def measure_path_times(zoo, procs, rng, *, n_points: int = 12, routes=("numba", 
             ref = scipy_path_reference(law, proc, x, ts)
             scale = term_scale(law, proc, x, ts)[:, None]
             for route in routes:
-                if route == "torch":
+                if route in ("torch", "cuda"):
                     if torch is None:
                         continue
-                    xt, tt = torch.from_numpy(x), torch.from_numpy(ts)
-                    got = [a.numpy() for a in (*path.logpdf_and_score(xt, tt),
-                                               path.posterior_mean(xt, tt))]
+                    dev = "cuda" if route == "cuda" else "cpu"
+                    xt, tt = torch.from_numpy(x).to(dev), torch.from_numpy(ts).to(dev)
+                    got = [a.cpu().numpy() for a in (*path.logpdf_and_score(xt, tt),
+                                                     path.posterior_mean(xt, tt))]
                 else:
                     got = [*path.logpdf_and_score(x, ts, impl=route),
                            path.posterior_mean(x, ts, impl=route)]
@@ -107,10 +108,13 @@ def check_path_times(ctx: Context) -> Record:
     the SDE's own (m(t), v(t))."""
     rng = ctx.rng()
     zoo = model_zoo(rng, max_dim=ctx.size(2, 3))
-    m = measure_path_times(zoo, processes(), rng, n_points=ctx.size(8, 32))
+    routes = ("numba", "numpy", "torch") + (("cuda",) if ctx.device == "cuda" else ())
+    m = measure_path_times(zoo, processes(), rng, n_points=ctx.size(8, 32), routes=routes)
+    if ctx.device != "cuda":
+        m.numbers["cuda"] = not_run("needs --device cuda")
     compared = [(f"path.logpdf/score/posterior_mean(x, t of shape (N,)) via {r}",
                  "scipy multivariate_normal at textbook (m(t_i), v(t_i)), linear solves")
-                for r in ("numba kernel", "numpy reference", "torch float64")
+                for r in ("numba kernel", "numpy reference", "torch CPU float64", "cuda float64")
                 if any(k.startswith(r.split()[0]) for k in m.excess)]
     return ctx.verdict(
         within(m.excess), compared=compared,
