@@ -107,6 +107,18 @@ class NumpyBackend:
 
         return check_seed(seed).standard_normal(shape).astype(like.dtype, copy=False)
 
+    @staticmethod
+    def generator(seed, like):
+        """A random stream for repeated draws (a numpy Generator; ``seed`` int, None or Generator)."""
+        from ._validation import check_seed
+
+        return check_seed(seed)
+
+    @staticmethod
+    def randn(gen, shape, like):
+        """Standard normal draws from a stream made by :meth:`generator`, in ``like``'s dtype."""
+        return gen.standard_normal(shape).astype(like.dtype, copy=False)
+
 
 class TorchBackend:
     name = "torch"
@@ -207,6 +219,22 @@ class TorchBackend:
             else:
                 seed = int(seed.integers(0, 2**63 - 1))
             gen = self.torch.Generator(device=like.device).manual_seed(seed)
+        return self.torch.randn(tuple(shape), generator=gen, dtype=like.dtype, device=like.device)
+
+    def generator(self, seed, like):
+        """A ``torch.Generator`` on ``like``'s device (seeded as in :meth:`standard_normal`)."""
+        from ._validation import check_seed
+
+        if isinstance(seed, np.random.Generator):
+            seed = int(seed.integers(0, 2**63 - 1))
+        elif seed is None:
+            seed = int(np.random.default_rng().integers(0, 2**63 - 1))
+        else:
+            check_seed(seed)
+            seed = int(seed) % (2**63)
+        return self.torch.Generator(device=like.device).manual_seed(seed)
+
+    def randn(self, gen, shape, like):
         return self.torch.randn(tuple(shape), generator=gen, dtype=like.dtype, device=like.device)
 
 

@@ -1,0 +1,295 @@
+"""Reverse-time generative processes with diffusion h and their integrators ([OS] eq. (3), (7)).
+
+For a forward process dX = f(X, t) dt + g(t) dW with f = -kappa g^2 x (every process of
+:mod:`sftheory.processes`) and a score field S(x, t), the generative process run backwards in
+forward time t (from T down to 0) is, in the paper's generative time s = T - t,
+
+.. math:: dY_s = \\big[-f(Y_s, T - s) + \\tfrac{g^2 + h^2}{2}\\, S(Y_s, T - s)\\big]\\, ds
+          + h\\, d\\bar B_s,
+
+with h = g the usual reverse SDE and h = 0 the probability-flow ODE ([OS] eq. (3), (7)). Both
+one-step integrators below take the form
+
+.. math:: x_{k+1} = \\alpha_k x_k + \\beta_k S(x_k, t_k) + \\sigma_k \\xi_k,
+
+with step coefficients that depend on the grid, the process and h only (computed once per run):
+
+* Euler-Maruyama: alpha = 1 + Delta kappa g_k^2, beta = Delta (g_k^2 + h_k^2)/2,
+  sigma = h_k sqrt(Delta), Delta = t_k - t_{k+1};
+* exponential integrator (the linear part exact, S frozen over the step: [SF] scheme (8)/(11),
+  [OS] App. H.4): alpha = exp(kappa Delta theta),
+  beta = int exp(kappa (theta(u) - theta(t_{k+1}))) (g(u)^2 + h(u)^2)/2 du,
+  sigma^2 = int exp(2 kappa (theta(u) - theta(t_{k+1}))) h(u)^2 du over [t_{k+1}, t_k];
+  for h = g in closed form (beta = (e^{kappa Dtheta} - 1)/kappa, sigma^2 = (e^{2 kappa Dtheta}
+  - 1)/(2 kappa); Dtheta for kappa = 0), otherwise by 32-point Gauss-Legendre quadrature.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._points import prepare_points
+from .._refs import source
+from .._validation import check_seed
+from ..fields import ScoreField, as_field
+from ..processes import LinearSDE
+from .brownian import BrownianPath
+
+_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(32)
+
+
+@dataclass
+class SampleResult:
+    """What a sampler returns: the final points ``x`` (x's backend, shape (N, d)), the snapshots
+    at ``save_at`` (``snapshots[i]`` at forward time ``times[i]``), the number of score
+    evaluations ``nfe`` (calls of S on the whole batch) and the ``method``."""
+
+    x: object
+    snapshots: list = field(default_factory=list)
+    times: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    nfe: int = 0
+    method: str = ""
+
+
+def check_grid(ts) -> np.ndarray:
+    """Strictly decreasing, finite forward times with ts[-1] >= 0 (at least two)."""
+    try:
+        g = np.array(ts, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("ts must be a 1-D array of forward times") from None
+    if g.ndim != 1 or g.shape[0] < 2:
+        raise ValueError(f"ts must be a 1-D array of at least two times, got shape {g.shape}")
+    if not np.all(np.isfinite(g)):
+        raise ValueError("ts contains NaN or infinite values")
+    if not np.all(np.diff(g) < 0):
+        raise ValueError("ts must be strictly decreasing (forward times, from T down to the end)")
+    if g[-1] < 0:
+        raise ValueError(f"ts must end at a time >= 0, got {g[-1]}")
+    g.flags.writeable = False
+    return g
+
+
+def h_values(h, process: LinearSDE, t: np.ndarray) -> np.ndarray:
+    """h at forward times t: None means h = g (the reverse SDE); a number >= 0; or a callable
+    h(t) of forward time returning numbers >= 0."""
+    t = np.asarray(t, dtype=np.float64)
+    if h is None:
+        return np.asarray(process.diffusion(t), dtype=np.float64) * np.ones_like(t)
+    if callable(h):
+        vals = np.array([float(h(float(u))) for u in t.ravel()]).reshape(t.shape)
+    elif isinstance(h, numbers.Real) and not isinstance(h, bool):
+        vals = np.full(t.shape, float(h))
+    else:
+        raise ValueError(f"h must be None (h = g), a number >= 0 or a callable h(t), got {h!r}")
+    if not np.all(np.isfinite(vals)) or np.any(vals < 0):
+        raise ValueError(f"h must be finite and >= 0, got values in [{vals.min()}, {vals.max()}]")
+    return vals
+
+
+@source("OS", "eq. (3), (7): reverse process with diffusion h; Euler-Maruyama")
+def euler_maruyama_coefficients(process: LinearSDE, ts: np.ndarray, h):
+    """(alpha, beta, sigma) of each Euler-Maruyama step of the generative process."""
+    t_k = ts[:-1]
+    dt = ts[:-1] - ts[1:]
+    g2 = np.asarray(process.diffusion(t_k), dtype=np.float64) ** 2 * np.ones_like(t_k)
+    hk = h_values(h, process, t_k)
+    return 1.0 + dt * process.kappa * g2, 0.5 * dt * (g2 + hk * hk), hk * np.sqrt(dt)
+
+
+@source("SF", "scheme (8)/(11); [OS] App. H.4 (exponential integrator)")
+def exponential_coefficients(process: LinearSDE, ts: np.ndarray, h):
+    """(alpha, beta, sigma) of each exponential-integrator step: the linear drift integrated
+    exactly, the score frozen at the step's start, the noise's exact variance."""
+    kappa = process.kappa
+    lo, hi = ts[1:], ts[:-1]
+    dtheta = np.asarray(process.clock_increment(lo, hi), dtype=np.float64)
+    alpha = np.exp(kappa * dtheta)
+    if h is None:  # h = g: the integrals in closed form
+        if kappa == 0.0:
+            return alpha, dtheta.copy(), np.sqrt(dtheta)
+        return alpha, np.expm1(kappa * dtheta) / kappa, np.sqrt(np.expm1(2 * kappa * dtheta) / (2 * kappa))
+    half = 0.5 * (hi - lo)
+    u = lo[:, None] + half[:, None] * (_GL_NODES[None, :] + 1.0)  # (K, 32) nodes in [lo, hi]
+    w = half[:, None] * _GL_WEIGHTS[None, :]
+    g2 = np.asarray(process.diffusion(u), dtype=np.float64) ** 2 * np.ones_like(u)
+    hu = h_values(h, process, u)
+    growth = np.exp(kappa * np.asarray(process.clock_increment(lo[:, None] + 0 * u, u), dtype=np.float64))
+    beta = np.sum(w * growth * 0.5 * (g2 + hu * hu), axis=1)
+    var = np.sum(w * growth * growth * hu * hu, axis=1)
+    return alpha, beta, np.sqrt(var)
+
+
+def _prepare(score, x, ts, process, save_at):
+    if not isinstance(process, LinearSDE):
+        raise ValueError(f"process must be a sftheory.processes process, got {process!r}")
+    field_ = as_field(score) if isinstance(score, ScoreField) or hasattr(score, "dim") else None
+    if field_ is None:
+        raise ValueError("score must be a score field with a dim (sftheory.fields.as_field(fn, dim)"
+                         " wraps a plain callable), an exact path, or a ScoreField")
+    grid = check_grid(ts)
+    x2, nx, kind = prepare_points(x, field_.dim)
+    if kind == "0d":
+        raise ValueError("x must be an array of points of shape (N, d)")
+    save = np.zeros(0) if save_at is None else np.atleast_1d(np.asarray(save_at, dtype=np.float64))
+    missing = save[~np.isin(save, grid)]
+    if missing.size:
+        raise ValueError(f"save_at times must be times of the grid ts; not in ts: {missing[:5]}")
+    return field_, grid, x2, nx, kind, set(save.tolist())
+
+
+def _run(method, coefficients, score, x, ts, process, *, h, seed, noise, callback, save_at,
+         disable):
+    from tqdm.auto import tqdm
+
+    field_, grid, x, nx, kind, save = _prepare(score, x, ts, process, save_at)
+    alpha, beta, sigma = coefficients(process, grid, h)
+    if noise is not None and not isinstance(noise, BrownianPath):
+        raise ValueError(f"noise must be a BrownianPath (or None), got {type(noise).__name__}")
+    if noise is not None and noise.shape != tuple(x.shape):
+        raise ValueError(f"noise has shape {noise.shape}, x has shape {tuple(x.shape)}")
+    gen = nx.generator(seed, x) if noise is None and np.any(sigma > 0) else None
+    x = nx.copy(x)  # never the caller's array
+    shots, times = [], []
+    if float(grid[0]) in save:
+        shots.append(nx.copy(x))
+        times.append(float(grid[0]))
+    nfe = 0
+    steps = range(grid.shape[0] - 1)
+    for k in tqdm(steps, disable=disable, desc=method, unit="step", leave=False):
+        t = float(grid[k])
+        s = field_._eval(x, t)
+        nfe += 1
+        if callback is not None:
+            callback({"i": k, "t": t, "x": x, "score": s})
+        new = float(alpha[k]) * x + float(beta[k]) * s
+        if sigma[k] > 0:
+            if noise is not None:
+                dw = noise.increment(t, float(grid[k + 1])) / math.sqrt(t - float(grid[k + 1]))
+                xi = nx.asarray(dw, like=x)
+            else:
+                xi = nx.randn(gen, x.shape, like=x)
+            new = new + float(sigma[k]) * xi
+        x = new
+        if float(grid[k + 1]) in save:
+            shots.append(nx.copy(x))
+            times.append(float(grid[k + 1]))
+    if not nx.all_finite(x):
+        raise FloatingPointError(f"{method}: the final points contain NaN or infinite values "
+                                 f"(score field or step sizes?)")
+    out = x[:, 0] if kind == "1d" else x
+    return SampleResult(out, shots, np.array(times), nfe, method)
+
+
+class _Integrator:
+    """A sampler with declared convergence orders (diffrax/torchsde style)."""
+
+    def __init__(self, fn, name, weak_order, strong_order):
+        self.fn, self.__name__, self.weak_order, self.strong_order = fn, name, weak_order, strong_order
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self):
+        return f"<sampler {self.__name__}: weak order {self.weak_order}, strong order {self.strong_order}>"
+
+
+def _euler_maruyama(score, x, ts, process, *, h=None, seed=None, noise=None, callback=None,
+                    save_at=None, disable=None) -> SampleResult:
+    """Euler-Maruyama for the generative process with diffusion h ([OS] eq. (3), (7)).
+
+    ``score`` a score field s(x, t) (forward time), ``x`` (N, d) points at forward time ts[0] (not
+    modified), ``ts`` strictly decreasing forward times ending >= 0, ``process`` the forward
+    process, ``h`` None (h = g), a number or a callable h(t) of forward time; ``seed`` an int or
+    numpy Generator, or ``noise`` a :class:`BrownianPath` (shared between runs at different step
+    sizes); ``callback`` gets {"i", "t", "x", "score"} at each step; ``save_at`` times of ``ts``
+    to keep; ``disable`` turns the progress bar off. Noise is additive, so the strong order is 1.
+    """
+    return _run("euler_maruyama", euler_maruyama_coefficients, score, x, ts, process, h=h,
+                seed=seed, noise=noise, callback=callback, save_at=save_at, disable=disable)
+
+
+def _exponential(score, x, ts, process, *, h=None, seed=None, noise=None, callback=None,
+                 save_at=None, disable=None) -> SampleResult:
+    """Exponential integrator ([SF] scheme (8)/(11), [OS] App. H.4): the linear part exactly, the
+    score frozen over each step, the noise with its exact variance (with ``noise`` given, the
+    step's Brownian increment rescaled to that variance). Same signature as Euler-Maruyama."""
+    return _run("exponential", exponential_coefficients, score, x, ts, process, h=h, seed=seed,
+                noise=noise, callback=callback, save_at=save_at, disable=disable)
+
+
+sample_euler_maruyama = _Integrator(_euler_maruyama, "sample_euler_maruyama", 1.0, 1.0)
+sample_exponential = _Integrator(_exponential, "sample_exponential", 1.0, 1.0)
+
+
+def _ode(score, x, ts, process, *, h=0.0, seed=None, noise=None, callback=None, save_at=None,
+         disable=None, rtol: float = 1e-8, atol: float = 1e-10, method: str = "DOP853"):
+    """The probability-flow ODE (h = 0) by scipy's adaptive ``solve_ivp`` (DOP853 by default)
+    on the flattened batch, reported at the times of ``ts``. torch inputs are solved in float64
+    numpy and returned in x's backend. ``seed``/``noise`` are accepted for the common signature
+    and unused (the ODE is deterministic); ``callback`` gets each reported time."""
+    from scipy.integrate import solve_ivp
+
+    if not (isinstance(h, numbers.Real) and not isinstance(h, bool) and float(h) == 0.0):
+        raise ValueError(f"sample_ode integrates the probability-flow ODE: h must be 0, got {h!r}")
+    if noise is not None:
+        raise ValueError("sample_ode is deterministic: noise must be None")
+    field_, grid, x, nx, kind, save = _prepare(score, x, ts, process, save_at)
+    for name, v in (("rtol", rtol), ("atol", atol)):
+        if not (isinstance(v, numbers.Real) and math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+    n, d = x.shape
+    like = x
+    kappa = process.kappa
+    count = [0]
+
+    def rhs(t, y):
+        z = nx.asarray(y.reshape(n, d), like=like)
+        s = np.asarray(nx.to_numpy(field_._eval(z, float(t))), dtype=np.float64).reshape(-1)
+        count[0] += 1
+        g2 = float(process.diffusion(t)) ** 2
+        # d/dt (forward time) of the ODE dY/ds = kappa g^2 Y + g^2/2 S, s = T - t
+        return -(kappa * g2 * y + 0.5 * g2 * s)
+
+    y0 = np.asarray(nx.to_numpy(x), dtype=np.float64).reshape(-1)
+    sol = solve_ivp(rhs, (float(grid[0]), float(grid[-1])), y0, method=method, rtol=rtol,
+                    atol=atol, t_eval=grid, dense_output=False)
+    if not sol.success:
+        raise RuntimeError(f"solve_ivp failed: {sol.message}")
+    shots, times = [], []
+    for i, t in enumerate(grid):
+        xi = nx.asarray(sol.y[:, i].reshape(n, d), like=like)
+        if callback is not None:
+            callback({"i": i, "t": float(t), "x": xi, "score": None})
+        if float(t) in save:
+            shots.append(xi)
+            times.append(float(t))
+    out = nx.asarray(sol.y[:, -1].reshape(n, d), like=like)
+    if not nx.all_finite(out):
+        raise FloatingPointError("sample_ode: the final points contain NaN or infinite values")
+    out = out[:, 0] if kind == "1d" else out
+    return SampleResult(out, shots, np.array(times), count[0], f"ode ({method})")
+
+
+sample_ode = _Integrator(_ode, "sample_ode", 5.0, 5.0)  # DOP853 is order 8; the default is 5 or better
+
+
+def initial_points(n: int, process: LinearSDE, T: float, *, law=None, dim: int | None = None,
+                   prior=None, seed=None):
+    """Start points at forward time T: draws of the exact p_T of ``law`` (``law.marginal(process,
+    T)``), of a given ``prior`` (anything with ``sample(n, seed=)``), or of the stationary Gaussian
+    N(0, I / (2 kappa)) in dimension ``dim`` (the usual practical choice)."""
+    from ..models import stationary_law
+
+    rng = check_seed(seed)
+    if sum(a is not None for a in (law, prior, dim)) != 1:
+        raise ValueError("give exactly one of law (exact p_T), prior, or dim (stationary Gaussian)")
+    if law is not None:
+        return law.marginal(process, T).sample(n, seed=rng)
+    if prior is not None:
+        return prior.sample(n, seed=rng)
+    return stationary_law(process, dim).sample(n, seed=rng)

@@ -1,0 +1,64 @@
+"""A Brownian path that can be queried at any times, so runs at different step sizes share noise."""
+from __future__ import annotations
+
+import bisect
+import math
+
+import numpy as np
+
+from .._validation import check_seed
+
+
+class BrownianPath:
+    r"""One Brownian motion :math:`B` on :math:`[0, \infty)` with values of ``shape`` (e.g. (N, d)),
+    sampled lazily and exactly: a new time beyond the known ones gets an independent Gaussian
+    increment, a time between two known ones the Brownian bridge law
+
+    .. math:: B(t) \mid B(t_0), B(t_1) \sim \mathcal N\Big(B(t_0) + \tfrac{t - t_0}{t_1 - t_0}
+        (B(t_1) - B(t_0)),\ \tfrac{(t - t_0)(t_1 - t)}{t_1 - t_0}\Big).
+
+    A coarse run and a fine run that query the same object therefore see the same path (the fine
+    points are bridges between the coarse ones): what strong-order tests need, as torchsde's
+    BrownianInterval and k-diffusion's BrownianTreeNoiseSampler provide.
+
+    The samplers index the reverse-time Brownian motion by forward time: the step from t_k down
+    to t_{k+1} uses ``B(t_k) - B(t_{k+1})`` (variance t_k - t_{k+1}). Values are float64 numpy
+    arrays; samplers convert them to x's backend.
+    """
+
+    def __init__(self, shape, seed=None):
+        self.shape = tuple(int(s) for s in np.atleast_1d(shape))
+        self._rng = check_seed(seed)
+        self._t = [0.0]
+        self._w = [np.zeros(self.shape)]
+
+    def __call__(self, t: float) -> np.ndarray:
+        """B(t) (a read-only array of ``shape``)."""
+        t = float(t)
+        if not (math.isfinite(t) and t >= 0):
+            raise ValueError(f"t must be a finite time >= 0, got {t}")
+        i = bisect.bisect_left(self._t, t)
+        if i < len(self._t) and self._t[i] == t:
+            return self._w[i]
+        if i == len(self._t):  # beyond every known time: an independent increment
+            t0, w0 = self._t[-1], self._w[-1]
+            w = w0 + math.sqrt(t - t0) * self._rng.standard_normal(self.shape)
+        else:  # a bridge between the neighbours
+            t0, t1 = self._t[i - 1], self._t[i]
+            w0, w1 = self._w[i - 1], self._w[i]
+            frac = (t - t0) / (t1 - t0)
+            sd = math.sqrt((t - t0) * (t1 - t) / (t1 - t0))
+            w = w0 + frac * (w1 - w0) + sd * self._rng.standard_normal(self.shape)
+        w.flags.writeable = False
+        self._t.insert(i, t)
+        self._w.insert(i, w)
+        return w
+
+    def increment(self, t_hi: float, t_lo: float) -> np.ndarray:
+        """B(t_hi) - B(t_lo) for t_hi >= t_lo."""
+        if t_hi < t_lo:
+            raise ValueError(f"need t_hi >= t_lo, got {t_hi} < {t_lo}")
+        return self(t_hi) - self(t_lo)
+
+    def __repr__(self):
+        return f"BrownianPath(shape={self.shape}, known times={len(self._t)})"
