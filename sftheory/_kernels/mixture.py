@@ -287,11 +287,14 @@ def mixture_iso(x, m_arr, v_arr, means, lam, logw, posterior, equal_var, nthread
                     out_logpdf[i] = -np.inf
                     continue
                 tot = 0.0
+                for k in range(k_count):  # a clean loop: exp vectorizes
+                    lp[k] = math.exp(lp[k] - mx)
                 for k in range(k_count):
-                    w = math.exp(lp[k] - mx)
+                    tot += lp[k]
+                for k in range(k_count):
+                    w = lp[k]
                     if w == 0.0:  # most of 1e5 components at small t: skip their d-loop
                         continue
-                    tot += w
                     cm = (m * lam[k] * inv[k]) if posterior else -inv[k]
                     for b in range(d):
                         g = cm * (xi[b] - m * means[k, b])
