@@ -97,6 +97,8 @@ def test_lower_layers_never_import_claims(layer):
 
 # ---- every check on the correct library ---------------------------------------------------------
 ALL_IDS = sorted(c.id for c in select())
+PAPER_VERDICTS = {"os.table3": "refuted", "os.prop34": "confirmed", "os.prop35": "confirmed",
+                  "os.table1": "not-checkable-here"}
 
 
 def test_every_registered_check_is_run_below():
@@ -113,10 +115,16 @@ def test_every_check_on_the_correct_library(cid):
     (check,) = [c for c in select(cid) if c.id == cid]
     rec = run_check(check, Context(quick=True, seed=0, out_dir=None)).to_json()
     assert rec["status"] == "ran", rec["error"]
-    assert rec["compared"] and rec["reason"]
+    assert rec["reason"] and (rec["compared"] or rec["verdict"] == "not-checkable-here")
     if cid.startswith("core."):
         assert rec["verdict"] == "confirmed", rec["reason"]
         return
+    if cid in PAPER_VERDICTS:
+        # what the numbers said when the check was built (reasons in each check's notes and in
+        # tests/claims/test_<module>.py); a change here is a finding to look at, not to silence
+        assert rec["verdict"] == PAPER_VERDICTS[cid], rec["reason"]
+        return
+    assert cid == "sm.esf", f"{cid}: add its measured verdict to PAPER_VERDICTS"
     assert rec["verdict"] == "corrected", rec["reason"]
     paper, fixed = rec["measured"]["paper_version"], rec["measured"]["fixed_version"]
     assert all(isinstance(v, float) and v <= 1 for k, v in paper.items() if not k.startswith("eq19"))
