@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sftheory import use_kernels
+from sftheory.claims.checks.core_paths import term_scale
 from sftheory.models import EmpiricalDistribution, Gaussian, GaussianMixture
 from sftheory.processes import OU, VE
 from sftheory.testing import assert_score_is_gradient, measure_backend_parity
@@ -214,18 +215,6 @@ def test_parity_two_competing_atoms_at_small_time():
     assert parity["numba_vs_numpy"] <= KERNEL_PARITY.rtol, parity
 
 
-def _term_scale(model, process, x, ts):
-    """Per point, the size of the largest per-component term of the score and the posterior mean:
-    the sums over K components round to ~K eps times it, whatever their (cancelled) value.
-    |x - m mu_k| / min variance, plus |mu_k| for the posterior mean."""
-    p = model._mixture_params()
-    m, v = process.conditional_many(ts)
-    lam_min = float(np.min(p.lam))
-    mu = float(np.abs(p.means).max())
-    dist = np.abs(x).max(axis=1) + m * mu
-    return ((dist / (m * m * lam_min + v)) * (1 + m * max(float(np.max(p.lam)), 1.0)) + mu)[:, None]
-
-
 @given(models, sst.processes(), st.data())
 def test_per_point_times_parity_numba_numpy_torch(model, process, data):
     """One time per point: kernel == reference formula == torch float64, score and posterior mean
@@ -233,8 +222,7 @@ def test_per_point_times_parity_numba_numpy_torch(model, process, data):
     path = model.path(process)
     x = _points(data, model.dim)
     ts = np.array([data.draw(sst.diffusion_times(1e-3, 3.0)) for _ in range(len(x))])
-    k = model._mixture_params().means.shape[0]
-    scale = 1.0 + k * _term_scale(model, process, x, ts)
+    scale = 1.0 + term_scale(model, process, x, ts)[:, None]
     out = {}
     for impl in ("numba", "numpy"):
         out[impl] = (*path.logpdf_and_score(x, ts, impl=impl), path.posterior_mean(x, ts, impl=impl))
