@@ -85,6 +85,103 @@ def _full_coefs_scaled(m, v, lam_t, logw, posterior, inv, coef, lnorm, rdet):  #
         rdet[k] = math.sqrt(rdet[k])
 
 
+@njit(cache=True, inline="always")
+def _full_point(xi, m, v, per_point, means_t, rot_t, lam_t, logw, posterior, inv, coef, lnorm,
+                rdet, diff, y, lp, qk, tmp, acc):  # pragma: no cover
+    """One point xi (d,) at one time: returns log p and writes the responsibility-weighted
+    average (score or posterior mean) into acc (d,). The per-time constants ``inv``, ``coef``,
+    ``lnorm`` come from :func:`_full_coefs` (``per_point`` False) or :func:`_full_coefs_scaled`
+    with ``rdet`` (``per_point`` True, (m, v) the point's own time for the log fallback)."""
+    d = xi.shape[0]
+    k_count = means_t.shape[1]
+    for b in range(d):
+        xb = xi[b]
+        for k in range(k_count):
+            diff[b, k] = xb - m * means_t[b, k]
+    # y_k = Q_k^T (x - m mu_k); q_k = sum_a y_a^2 / (m^2 lam_a + v)
+    for k in range(k_count):
+        qk[k] = 0.0
+    for a in range(d):
+        for k in range(k_count):
+            y[a, k] = 0.0
+        for b in range(d):
+            for k in range(k_count):
+                y[a, k] += rot_t[a, b, k] * diff[b, k]
+        for k in range(k_count):
+            qk[k] += y[a, k] * y[a, k] * inv[a, k]
+    mx = -np.inf
+    for k in range(k_count):
+        lp[k] = lnorm[k] - 0.5 * qk[k]
+        if lp[k] > mx:
+            mx = lp[k]
+    if mx == -np.inf:
+        # every |y_k|^2 overflowed: compare Mahalanobis distances scaled by max|y_k|
+        best_lq = np.inf
+        for k in range(k_count):
+            ymax = 0.0
+            for a in range(d):
+                ymax = max(ymax, abs(y[a, k]))
+            qs = 0.0
+            for a in range(d):
+                r = y[a, k] / ymax
+                qs += r * r * inv[a, k]
+            lp[k] = 2.0 * math.log(ymax) + math.log(qs)  # log of the distance
+            best_lq = min(best_lq, lp[k])
+        # ties (equal scaled distances) share the responsibility, as in the reference
+        for k in range(k_count):
+            tmp[k] = 1.0 if lp[k] == best_lq else 0.0
+        ties = 0.0
+        for k in range(k_count):
+            ties += tmp[k]
+        for b in range(d):
+            acc_b = 0.0
+            for k in range(k_count):
+                if tmp[k] > 0.0:
+                    g = means_t[b, k] if posterior else 0.0
+                    for a in range(d):
+                        g += rot_t[a, b, k] * coef[a, k] * y[a, k]
+                    acc_b += g
+            acc[b] = acc_b / ties
+        return -np.inf
+    tot = 0.0
+    if per_point:
+        for k in range(k_count):
+            lp[k] = math.exp(lp[k] - mx) * rdet[k]  # the unnormalized weight
+            tot += lp[k]
+        if not (tot > 1e-280 and tot < 1e280):
+            # determinant factors out of range: the log-domain route for this point
+            _full_coefs(m, v, lam_t, logw, posterior, inv, coef, lnorm, tmp)
+            mx = -np.inf
+            for k in range(k_count):
+                lp[k] = lnorm[k] - 0.5 * qk[k]
+                if lp[k] > mx:
+                    mx = lp[k]
+            tot = 0.0
+            for k in range(k_count):
+                lp[k] = math.exp(lp[k] - mx)
+                tot += lp[k]
+    else:
+        for k in range(k_count):
+            lp[k] = math.exp(lp[k] - mx)  # now the unnormalized weight
+            tot += lp[k]
+    # sum_k w_k (off_k + Q_k diag(coef_k) y_k), one output coordinate at a time
+    for a in range(d):
+        for k in range(k_count):
+            y[a, k] *= coef[a, k]
+    for b in range(d):
+        for k in range(k_count):
+            tmp[k] = means_t[b, k] if posterior else 0.0
+        for a in range(d):
+            for k in range(k_count):
+                tmp[k] += rot_t[a, b, k] * y[a, k]
+        s = 0.0
+        for k in range(k_count):
+            if lp[k] > 0.0:  # a zero weight times an overflowed term is not NaN
+                s += lp[k] * tmp[k]
+        acc[b] = s / tot
+    return mx + math.log(tot)
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def mixture_full(x, m_arr, v_arr, means_t, rot_t, lam_t, logw, posterior, nthreads,
                  out_logpdf, out_vec):  # pragma: no cover
@@ -104,102 +201,26 @@ def mixture_full(x, m_arr, v_arr, means_t, rot_t, lam_t, logw, posterior, nthrea
         qk = np.empty(k_count, dtype=np.float64)
         tmp = np.empty(k_count, dtype=np.float64)
         rdet = np.ones(k_count, dtype=np.float64)
+        xi = np.empty(d, dtype=np.float64)
+        acc = np.empty(d, dtype=np.float64)
         m = m_arr[0]
-        _full_coefs(m_arr[0], v_arr[0], lam_t, logw, posterior, inv, coef, lnorm, tmp)
+        v = v_arr[0]
+        _full_coefs(m, v, lam_t, logw, posterior, inv, coef, lnorm, tmp)
         for blk in range(tid, nblocks, nthreads):
             start = blk * BLOCK
             stop = min(start + BLOCK, n)
             for i in range(start, stop):
                 if per_point:
                     m = m_arr[i]
-                    _full_coefs_scaled(m, v_arr[i], lam_t, logw, posterior, inv, coef, lnorm, rdet)
+                    v = v_arr[i]
+                    _full_coefs_scaled(m, v, lam_t, logw, posterior, inv, coef, lnorm, rdet)
                 for b in range(d):
-                    xb = np.float64(x[i, b])
-                    for k in range(k_count):
-                        diff[b, k] = xb - m * means_t[b, k]
-                # y_k = Q_k^T (x - m mu_k); q_k = sum_a y_a^2 / (m^2 lam_a + v)
-                for k in range(k_count):
-                    qk[k] = 0.0
-                for a in range(d):
-                    for k in range(k_count):
-                        y[a, k] = 0.0
-                    for b in range(d):
-                        for k in range(k_count):
-                            y[a, k] += rot_t[a, b, k] * diff[b, k]
-                    for k in range(k_count):
-                        qk[k] += y[a, k] * y[a, k] * inv[a, k]
-                mx = -np.inf
-                for k in range(k_count):
-                    lp[k] = lnorm[k] - 0.5 * qk[k]
-                    if lp[k] > mx:
-                        mx = lp[k]
-                if mx == -np.inf:
-                    # every |y_k|^2 overflowed: compare Mahalanobis distances scaled by max|y_k|
-                    best_lq = np.inf
-                    for k in range(k_count):
-                        ymax = 0.0
-                        for a in range(d):
-                            ymax = max(ymax, abs(y[a, k]))
-                        qs = 0.0
-                        for a in range(d):
-                            r = y[a, k] / ymax
-                            qs += r * r * inv[a, k]
-                        lp[k] = 2.0 * math.log(ymax) + math.log(qs)  # log of the distance
-                        best_lq = min(best_lq, lp[k])
-                    out_logpdf[i] = -np.inf
-                    # ties (equal scaled distances) share the responsibility, as in the reference
-                    for k in range(k_count):
-                        tmp[k] = 1.0 if lp[k] == best_lq else 0.0
-                    ties = 0.0
-                    for k in range(k_count):
-                        ties += tmp[k]
-                    for b in range(d):
-                        acc_b = 0.0
-                        for k in range(k_count):
-                            if tmp[k] > 0.0:
-                                g = means_t[b, k] if posterior else 0.0
-                                for a in range(d):
-                                    g += rot_t[a, b, k] * coef[a, k] * y[a, k]
-                                acc_b += g
-                        out_vec[i, b] = acc_b / ties
-                    continue
-                tot = 0.0
-                if per_point:
-                    for k in range(k_count):
-                        lp[k] = math.exp(lp[k] - mx) * rdet[k]  # the unnormalized weight
-                        tot += lp[k]
-                    if not (tot > 1e-280 and tot < 1e280):
-                        # determinant factors out of range: the log-domain route for this point
-                        _full_coefs(m, v_arr[i], lam_t, logw, posterior, inv, coef, lnorm, tmp)
-                        mx = -np.inf
-                        for k in range(k_count):
-                            lp[k] = lnorm[k] - 0.5 * qk[k]
-                            if lp[k] > mx:
-                                mx = lp[k]
-                        tot = 0.0
-                        for k in range(k_count):
-                            lp[k] = math.exp(lp[k] - mx)
-                            tot += lp[k]
-                else:
-                    for k in range(k_count):
-                        lp[k] = math.exp(lp[k] - mx)  # now the unnormalized weight
-                        tot += lp[k]
-                out_logpdf[i] = mx + math.log(tot)
-                # sum_k w_k (off_k + Q_k diag(coef_k) y_k), one output coordinate at a time
-                for a in range(d):
-                    for k in range(k_count):
-                        y[a, k] *= coef[a, k]
+                    xi[b] = np.float64(x[i, b])
+                out_logpdf[i] = _full_point(xi, m, v, per_point, means_t, rot_t, lam_t, logw,
+                                            posterior, inv, coef, lnorm, rdet, diff, y, lp, qk,
+                                            tmp, acc)
                 for b in range(d):
-                    for k in range(k_count):
-                        tmp[k] = means_t[b, k] if posterior else 0.0
-                    for a in range(d):
-                        for k in range(k_count):
-                            tmp[k] += rot_t[a, b, k] * y[a, k]
-                    s = 0.0
-                    for k in range(k_count):
-                        if lp[k] > 0.0:  # a zero weight times an overflowed term is not NaN
-                            s += lp[k] * tmp[k]
-                    out_vec[i, b] = s / tot
+                    out_vec[i, b] = acc[b]
 
 
 @njit(cache=True, inline="always")
@@ -217,6 +238,72 @@ def _iso_coefs(m, v, d, lam, logw, equal_var, inv, lnorm):  # pragma: no cover
             var = m * m * lam[k] + v
             inv[k] = 1.0 / var
             lnorm[k] = logw[k] - d * (0.5 * math.log(var) + HALF_LOG_2PI)
+
+
+@njit(cache=True, inline="always")
+def _iso_point(xi, m, means, lam, inv, lnorm, posterior, lp, acc):  # pragma: no cover
+    """One point xi (d,) at one time (constants from :func:`_iso_coefs`): returns log p and
+    writes the responsibility-weighted average (score or posterior mean) into acc (d,)."""
+    d = xi.shape[0]
+    k_count = means.shape[0]
+    mx = -np.inf
+    for k in range(k_count):
+        q = 0.0
+        for b in range(d):
+            r = xi[b] - m * means[k, b]
+            q += r * r
+        val = lnorm[k] - 0.5 * q * inv[k]
+        lp[k] = val
+        if val > mx:
+            mx = val
+    for b in range(d):
+        acc[b] = 0.0
+    if mx == -np.inf:
+        # every term overflowed: the nearest component in scaled Mahalanobis distance
+        best_lq = np.inf
+        for k in range(k_count):
+            rmax = 0.0
+            for b in range(d):
+                rmax = max(rmax, abs(xi[b] - m * means[k, b]))
+            qs = 0.0
+            for b in range(d):
+                r = (xi[b] - m * means[k, b]) / rmax
+                qs += r * r
+            lp[k] = 2.0 * math.log(rmax) + math.log(qs * inv[k])  # log distance
+            best_lq = min(best_lq, lp[k])
+        # ties (equal scaled distances) share the responsibility, as in the reference
+        ties = 0.0
+        for k in range(k_count):
+            if lp[k] != best_lq:
+                continue
+            ties += 1.0
+            cm = (m * lam[k] * inv[k]) if posterior else -inv[k]
+            for b in range(d):
+                g = cm * (xi[b] - m * means[k, b])
+                if posterior:
+                    g += means[k, b]
+                acc[b] += g
+        for b in range(d):
+            acc[b] /= ties
+        return -np.inf
+    tot = 0.0
+    for k in range(k_count):  # a clean loop: exp vectorizes
+        lp[k] = math.exp(lp[k] - mx)
+    for k in range(k_count):
+        tot += lp[k]
+    for k in range(k_count):
+        w = lp[k]
+        if w == 0.0:  # most of 1e5 components at small t: skip their d-loop
+            continue
+        cm = (m * lam[k] * inv[k]) if posterior else -inv[k]
+        for b in range(d):
+            g = cm * (xi[b] - m * means[k, b])
+            if posterior:
+                g += means[k, b]
+            acc[b] += w * g
+    for b in range(d):
+        acc[b] /= tot
+    return mx + math.log(tot)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -245,65 +332,9 @@ def mixture_iso(x, m_arr, v_arr, means, lam, logw, posterior, equal_var, nthread
                     _iso_coefs(m, v_arr[i], d, lam, logw, equal_var, inv, lnorm)
                 for b in range(d):
                     xi[b] = np.float64(x[i, b])
-                mx = -np.inf
-                for k in range(k_count):
-                    q = 0.0
-                    for b in range(d):
-                        r = xi[b] - m * means[k, b]
-                        q += r * r
-                    val = lnorm[k] - 0.5 * q * inv[k]
-                    lp[k] = val
-                    if val > mx:
-                        mx = val
+                out_logpdf[i] = _iso_point(xi, m, means, lam, inv, lnorm, posterior, lp, acc)
                 for b in range(d):
-                    acc[b] = 0.0
-                if mx == -np.inf:
-                    # every term overflowed: the nearest component in scaled Mahalanobis distance
-                    best_lq = np.inf
-                    for k in range(k_count):
-                        rmax = 0.0
-                        for b in range(d):
-                            rmax = max(rmax, abs(xi[b] - m * means[k, b]))
-                        qs = 0.0
-                        for b in range(d):
-                            r = (xi[b] - m * means[k, b]) / rmax
-                            qs += r * r
-                        lp[k] = 2.0 * math.log(rmax) + math.log(qs * inv[k])  # log distance
-                        best_lq = min(best_lq, lp[k])
-                    # ties (equal scaled distances) share the responsibility, as in the reference
-                    ties = 0.0
-                    for k in range(k_count):
-                        if lp[k] != best_lq:
-                            continue
-                        ties += 1.0
-                        cm = (m * lam[k] * inv[k]) if posterior else -inv[k]
-                        for b in range(d):
-                            g = cm * (xi[b] - m * means[k, b])
-                            if posterior:
-                                g += means[k, b]
-                            acc[b] += g
-                    for b in range(d):
-                        out_vec[i, b] = acc[b] / ties
-                    out_logpdf[i] = -np.inf
-                    continue
-                tot = 0.0
-                for k in range(k_count):  # a clean loop: exp vectorizes
-                    lp[k] = math.exp(lp[k] - mx)
-                for k in range(k_count):
-                    tot += lp[k]
-                for k in range(k_count):
-                    w = lp[k]
-                    if w == 0.0:  # most of 1e5 components at small t: skip their d-loop
-                        continue
-                    cm = (m * lam[k] * inv[k]) if posterior else -inv[k]
-                    for b in range(d):
-                        g = cm * (xi[b] - m * means[k, b])
-                        if posterior:
-                            g += means[k, b]
-                        acc[b] += w * g
-                out_logpdf[i] = mx + math.log(tot)
-                for b in range(d):
-                    out_vec[i, b] = acc[b] / tot
+                    out_vec[i, b] = acc[b]
 
 
 # The same kernels compiled without threading (prange runs as range): small calls (an ODE solver's
