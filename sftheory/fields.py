@@ -199,6 +199,44 @@ class PerturbedField(ScoreField):
         return out + self.eps * self.error._eval(x, t)
 
 
+class ScaledField(ScoreField):
+    r"""A field times a factor of time, :math:`c(t)\, s(x, t)`: the score errors of [OS] eq. (44)
+    (E_t = c(t) grad log p_t) and of the authors' experiments are of this form.
+
+    ``factor``: a finite real number, or a callable ``c(t)`` of forward time returning a finite
+    real number (called once per distinct time of a call).
+    """
+
+    def __init__(self, base, factor):
+        self.base = base if isinstance(base, ScoreField) else as_field(base)
+        if callable(factor):
+            self.factor = factor
+        else:
+            self.factor = check_real(factor, "factor")
+        self.dim = self.base.dim
+
+    def factor_at(self, t) -> np.ndarray:
+        """c at forward times t (a float or a 1-D array), as a float64 array; non-finite values
+        raise."""
+        tt = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        if callable(self.factor):
+            vals = np.array([float(self.factor(float(u))) for u in tt])
+        else:
+            vals = np.full(tt.shape, float(self.factor))
+        if not np.all(np.isfinite(vals)):
+            raise ValueError(f"factor(t) is not finite at t = {tt[~np.isfinite(vals)][:3]}")
+        return vals
+
+    def _eval(self, x, t):
+        out = self.base._eval(x, t)
+        if isinstance(t, float):
+            return float(self.factor_at(t)[0]) * out
+        nx = get_backend(x)
+        tt = t.detach().cpu().numpy() if is_torch(t) else np.asarray(t)
+        c = nx.asarray(self.factor_at(tt), like=x)
+        return c[:, None] * out
+
+
 def weighted(fields, weights) -> WeightedField:
     """``sum_i weights[i] * fields[i](x, t)``: the process-level barycenter score ([SF] Thm. 2).
 
@@ -211,5 +249,10 @@ def perturbed(base, error, eps) -> PerturbedField:
     return PerturbedField(base, error, eps)
 
 
-__all__ = ["ScoreField", "CallableField", "WeightedField", "PerturbedField", "as_field",
-           "weighted", "perturbed"]
+def scaled(base, factor) -> ScaledField:
+    """``factor(t) * base(x, t)`` (``factor`` a number or a callable of forward time)."""
+    return ScaledField(base, factor)
+
+
+__all__ = ["ScoreField", "CallableField", "WeightedField", "PerturbedField", "ScaledField",
+           "as_field", "weighted", "perturbed", "scaled"]

@@ -36,6 +36,7 @@ from .._refs import source
 from .._validation import check_seed
 from ..fields import ScoreField, as_field
 from ..processes import LinearSDE
+from . import _fused
 from .brownian import BrownianPath
 
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(32)
@@ -150,6 +151,16 @@ def _run(method, coefficients, score, x, ts, process, *, h, seed, noise, callbac
         raise ValueError(f"noise must be a BrownianPath (or None), got {type(noise).__name__}")
     if noise is not None and noise.shape != tuple(x.shape):
         raise ValueError(f"noise has shape {noise.shape}, x has shape {tuple(x.shape)}")
+    form = _fused.eligible(field_, x, nx, noise, callback)
+    if form is not None:  # exact mixture score on numpy: the whole loop compiled
+        out, shots, times = _fused.run_fused(form, x, grid, alpha, beta, sigma, seed=seed,
+                                             noise=noise, save=save, disable=disable,
+                                             method=method)
+        if not np.all(np.isfinite(out)):
+            raise FloatingPointError(f"{method}: the final points contain NaN or infinite values "
+                                     f"(score field or step sizes?)")
+        out = out[:, 0] if kind == "1d" else out
+        return SampleResult(out, shots, np.array(times), grid.shape[0] - 1, method)
     gen = nx.generator(seed, x) if noise is None and np.any(sigma > 0) else None
     x = nx.copy(x)  # never the caller's array
     shots, times = [], []

@@ -1,0 +1,267 @@
+"""Numba step loop of the one-step samplers for an exact Gaussian-mixture score.
+
+Every one-step integrator of :mod:`sftheory.samplers` has the form
+x_{k+1} = alpha_k x_k + beta_k S(x_k, t_k) + sigma_k xi_k (see ``sftheory/samplers/_core.py``,
+where the coefficients are defined). When S is the exact score of a diffused mixture (a
+:class:`~sftheory.models.path.MixturePath`, possibly times a factor of time), the whole loop runs
+here: particles are independent, so each thread takes blocks of particles and walks them through
+all the steps, with the particle state and the per-step constants (m(t_k) and the component
+constants of :func:`~sftheory._kernels.mixture._iso_coefs` / ``_full_coefs``, precomputed once per
+step) in cache. The score is evaluated by the same per-point functions as the mixture kernels
+(``_iso_point`` / ``_full_point``), so there is one definition of the math.
+
+Noise: either given (an array (S, N, d) of standard normals, e.g. the increments of a
+:class:`~sftheory.samplers.BrownianPath`, so the Python loop and this one can be compared step for
+step), or drawn here by a counter-free per-particle generator: xoshiro256** seeded through
+splitmix64 from (key, particle index), normals by Marsaglia's polar method. Each particle owns its stream, so
+results do not depend on the number of threads or on the block layout. The state lives in
+arrays the caller keeps, so a run can be split into chunks (a progress bar between chunks)
+without changing the numbers.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .mixture import _full_coefs, _full_point, _iso_coefs, _iso_point
+
+PBLOCK = 64  # particles per block: their state stays in L1 while the step constants stream
+_INV_2_53 = 1.0 / 9007199254740992.0
+
+
+@njit(cache=True, inline="always")
+def _rotl(x, k):  # pragma: no cover
+    return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
+
+
+@njit(cache=True, inline="always")
+def _splitmix64(z):  # pragma: no cover
+    """(next state, output) of splitmix64 (Steele, Lea, Flood 2014)."""
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    r = z
+    r = (r ^ (r >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    r = (r ^ (r >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z, r ^ (r >> np.uint64(31))
+
+
+@njit(cache=True)
+def seed_states(key, start, n, states):  # pragma: no cover
+    """Seed xoshiro256** states for particles start..start+n-1 from a 64-bit key: particle i's
+    state is four outputs of splitmix64 started at key + i * 2^32 + 1 (distinct, nonzero)."""
+    for j in range(n):
+        z = np.uint64(key) + np.uint64(start + j) * np.uint64(4294967296) + np.uint64(1)
+        for w in range(4):
+            z, out = _splitmix64(z)
+            states[j, w] = out
+
+
+@njit(cache=True, inline="always")
+def _next_uniform(st):  # pragma: no cover
+    """A uniform double in (0, 1] from xoshiro256** (Blackman, Vigna 2018); st (4,) uint64."""
+    s0, s1, s2, s3 = st[0], st[1], st[2], st[3]
+    result = _rotl(s1 * np.uint64(5), 7) * np.uint64(9)
+    t = s1 << np.uint64(17)
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = _rotl(s3, 45)
+    st[0], st[1], st[2], st[3] = s0, s1, s2, s3
+    return (np.float64(result >> np.uint64(11)) + 1.0) * _INV_2_53
+
+
+@njit(cache=True, inline="always")
+def _normal_pair(st):  # pragma: no cover
+    """Two independent standard normals by Marsaglia's polar method (no trigonometry; a pair of
+    uniforms is rejected with probability 1 - pi/4)."""
+    while True:
+        u = 2.0 * _next_uniform(st) - 1.0
+        v = 2.0 * _next_uniform(st) - 1.0
+        s = u * u + v * v
+        if s < 1.0 and s > 0.0:
+            break
+    f = math.sqrt(-2.0 * math.log(s) / s)
+    return u * f, v * f
+
+
+@njit(cache=True)
+def step_constants_iso(m_s, v_s, d, lam, logw, equal_var):  # pragma: no cover
+    """(inv (S, K), lnorm (S, K)) of :func:`_iso_coefs` at each step's (m, v)."""
+    n_steps = m_s.shape[0]
+    k_count = lam.shape[0]
+    inv = np.empty((n_steps, k_count))
+    lnorm = np.empty((n_steps, k_count))
+    for s in range(n_steps):
+        _iso_coefs(m_s[s], v_s[s], d, lam, logw, equal_var, inv[s], lnorm[s])
+    return inv, lnorm
+
+
+@njit(cache=True)
+def step_constants_full(m_s, v_s, lam_t, logw):  # pragma: no cover
+    """(inv (S, d, K), coef (S, d, K), lnorm (S, K)) of :func:`_full_coefs` (score) per step."""
+    n_steps = m_s.shape[0]
+    d, k_count = lam_t.shape
+    inv = np.empty((n_steps, d, k_count))
+    coef = np.empty((n_steps, d, k_count))
+    lnorm = np.empty((n_steps, k_count))
+    tmp = np.empty(k_count)
+    for s in range(n_steps):
+        _full_coefs(m_s[s], v_s[s], lam_t, logw, False, inv[s], coef[s], lnorm[s], tmp)
+    return inv, coef, lnorm
+
+
+@njit(cache=True, inline="always")
+def _add_noise(xs, j, d, sig, noise, k, i, states, spare, has_spare):  # pragma: no cover
+    """xs[j] += sig * xi, xi standard normal (given noise[k, i], else the particle's stream)."""
+    if noise.shape[0] > 0:
+        for b in range(d):
+            xs[j, b] += sig * noise[k, i, b]
+        return
+    st = states[i]
+    b = 0
+    if has_spare[i]:
+        xs[j, 0] += sig * spare[i]
+        has_spare[i] = False
+        b = 1
+    while b < d:
+        z0, z1 = _normal_pair(st)
+        xs[j, b] += sig * z0
+        if b + 1 < d:
+            xs[j, b + 1] += sig * z1
+        else:
+            spare[i] = z1
+            has_spare[i] = True
+        b += 2
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def loop_iso(x, alpha, beta, sigma, m_s, inv_s, lnorm_s, means, lam, noise, states, spare,
+             has_spare, nthreads):  # pragma: no cover
+    """Run steps k = 0..S-1 on x (N, d) in place (isotropic components)."""
+    n, d = x.shape
+    k_count = means.shape[0]
+    n_steps = alpha.shape[0]
+    nblocks = (n + PBLOCK - 1) // PBLOCK
+    for tid in prange(nthreads):
+        lp = np.empty(k_count)
+        acc = np.empty(d)
+        xs = np.empty((PBLOCK, d))
+        for blk in range(tid, nblocks, nthreads):
+            start = blk * PBLOCK
+            nb = min(start + PBLOCK, n) - start
+            for j in range(nb):
+                for b in range(d):
+                    xs[j, b] = x[start + j, b]
+            for k in range(n_steps):
+                a, be, sig, m = alpha[k], beta[k], sigma[k], m_s[k]
+                inv, lnorm = inv_s[k], lnorm_s[k]
+                for j in range(nb):
+                    xi = xs[j]
+                    _iso_point(xi, m, means, lam, inv, lnorm, False, lp, acc)
+                    for b in range(d):
+                        xs[j, b] = a * xi[b] + be * acc[b]
+                    if sig > 0.0:
+                        _add_noise(xs, j, d, sig, noise, k, start + j, states, spare, has_spare)
+            for j in range(nb):
+                for b in range(d):
+                    x[start + j, b] = xs[j, b]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def loop_full(x, alpha, beta, sigma, m_s, inv_s, coef_s, lnorm_s, means_t, rot_t, lam_t, logw,
+              noise, states, spare, has_spare, nthreads):  # pragma: no cover
+    """Run steps k = 0..S-1 on x (N, d) in place (full covariances, component-minor layout)."""
+    n, d = x.shape
+    k_count = means_t.shape[1]
+    n_steps = alpha.shape[0]
+    nblocks = (n + PBLOCK - 1) // PBLOCK
+    for tid in prange(nthreads):
+        diff = np.empty((d, k_count))
+        y = np.empty((d, k_count))
+        lp = np.empty(k_count)
+        qk = np.empty(k_count)
+        tmp = np.empty(k_count)
+        rdet = np.ones(k_count)
+        acc = np.empty(d)
+        xs = np.empty((PBLOCK, d))
+        for blk in range(tid, nblocks, nthreads):
+            start = blk * PBLOCK
+            nb = min(start + PBLOCK, n) - start
+            for j in range(nb):
+                for b in range(d):
+                    xs[j, b] = x[start + j, b]
+            for k in range(n_steps):
+                a, be, sig, m = alpha[k], beta[k], sigma[k], m_s[k]
+                inv, coef, lnorm = inv_s[k], coef_s[k], lnorm_s[k]
+                for j in range(nb):
+                    xi = xs[j]
+                    _full_point(xi, m, 1.0, False, means_t, rot_t, lam_t, logw, False, inv, coef,
+                                lnorm, rdet, diff, y, lp, qk, tmp, acc)
+                    for b in range(d):
+                        xs[j, b] = a * xi[b] + be * acc[b]
+                    if sig > 0.0:
+                        _add_noise(xs, j, d, sig, noise, k, start + j, states, spare, has_spare)
+            for j in range(nb):
+                for b in range(d):
+                    x[start + j, b] = xs[j, b]
+
+
+class StepLoop:
+    """The fused loop for one mixture layout (from :func:`~sftheory._kernels.mixture.
+    kernel_layout`) and one set of particles: ``run(alpha, beta, sigma, m_s, v_s, noise)`` advances
+    ``self.x`` (float64 (N, d)) through those steps; the random state persists between calls."""
+
+    def __init__(self, layout: tuple, x: np.ndarray, key: int):
+        self.layout = layout
+        self.x = np.array(x, dtype=np.float64, order="C", copy=True)
+        n = self.x.shape[0]
+        self.states = np.empty((n, 4), dtype=np.uint64)
+        seed_states(np.uint64(key), 0, n, self.states)
+        self.spare = np.zeros(n)
+        self.has_spare = np.zeros(n, dtype=np.bool_)
+        self._no_noise = np.zeros((0, n, self.x.shape[1]))
+
+    def run(self, alpha, beta, sigma, m_s, v_s, noise=None):
+        n, d = self.x.shape
+        if n == 0 or alpha.shape[0] == 0:
+            return
+        f = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+        alpha, beta, sigma, m_s, v_s = map(f, (alpha, beta, sigma, m_s, v_s))
+        noise = self._no_noise if noise is None else f(noise)
+        nthreads = max(1, min(numba.get_num_threads(), (n + PBLOCK - 1) // PBLOCK))
+        kind = self.layout[0]
+        if kind == "iso":
+            _, means, lam, logw, equal = self.layout
+            inv, lnorm = step_constants_iso(m_s, v_s, d, lam, logw, equal)
+            loop_iso(self.x, alpha, beta, sigma, m_s, inv, lnorm, means, lam, noise, self.states,
+                     self.spare, self.has_spare, nthreads)
+        else:
+            _, means_t, rot_t, lam_t, logw = self.layout
+            inv, coef, lnorm = step_constants_full(m_s, v_s, lam_t, logw)
+            loop_full(self.x, alpha, beta, sigma, m_s, inv, coef, lnorm, means_t, rot_t, lam_t,
+                      logw, noise, self.states, self.spare, self.has_spare, nthreads)
+
+
+@njit(cache=True)
+def standard_normals(key, n, d, steps):  # pragma: no cover
+    """(steps, n, d) draws of the loops' generator exactly as the loops consume them (particle i
+    at step k gets coordinates 0..d-1 in order): for tests of the stream itself."""
+    states = np.empty((n, 4), dtype=np.uint64)
+    seed_states(key, 0, n, states)
+    spare = np.zeros(n)
+    has_spare = np.zeros(n, dtype=np.bool_)
+    out = np.zeros((steps, n, d))
+    no_noise = np.zeros((0, n, d))
+    xs = np.zeros((1, d))
+    for k in range(steps):
+        for i in range(n):
+            for b in range(d):
+                xs[0, b] = 0.0
+            _add_noise(xs, 0, d, 1.0, no_noise, k, i, states, spare, has_spare)
+            for b in range(d):
+                out[k, i, b] = xs[0, b]
+    return out

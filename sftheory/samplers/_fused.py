@@ -1,0 +1,138 @@
+"""The compiled route of the one-step samplers: the whole step loop in numba when the score is an
+exact mixture path times a factor of time and the points are numpy arrays.
+
+Which fields qualify (:func:`exact_form`): ``law.path(process)`` of a Gaussian, a mixture or an
+empirical law, ``as_field`` of it, ``scaled(path, c)``, and ``perturbed`` / ``weighted``
+combinations of those that share one path object, e.g. ``perturbed(P, scaled(P, c), eps)`` =
+(1 + eps c(t)) P, the perturbed scores of [OS] eq. (44). Such a field is c_tot(t) * S_P(x, t), so
+the factor folds into the step coefficient beta_k and the score is the path's.
+
+The route is taken unless a ``callback`` needs every step's state in Python, the mixture kernels
+are switched off (``use_kernels("numpy")``), or a given Brownian path would need more than
+``MAX_NOISE_BYTES`` of increments in memory. Its random numbers come from per-particle streams
+(see :mod:`sftheory._kernels.sampler`), not from numpy's generator: the same seed gives the same
+result on this route, for any thread count, but not the same numbers as the Python loop. With a
+:class:`~sftheory.samplers.BrownianPath` both routes use the same increments and agree to
+rounding (tests/samplers/test_fused.py).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._validation import check_seed
+from ..backend import kernel_impl
+from ..fields import CallableField, PerturbedField, ScaledField, WeightedField
+
+MAX_NOISE_BYTES = 256 * 2**20
+TARGET_WORK_PER_CHUNK = 2e7  # particle x component x dim evaluations between progress updates
+
+
+def exact_form(field):
+    """(path, factor) with field(x, t) = factor(t) * path.score(x, t), factor a function of a
+    1-D array of forward times; or None if the field is not of that form."""
+    from ..models.path import MixturePath
+
+    if isinstance(field, MixturePath):
+        return field, None
+    if isinstance(field, CallableField):
+        fn = field.fn
+        if getattr(fn, "__func__", None) is MixturePath.score and \
+                isinstance(getattr(fn, "__self__", None), MixturePath):
+            return fn.__self__, None
+        return None
+    if isinstance(field, ScaledField):
+        inner = exact_form(field.base)
+        if inner is None:
+            return None
+        return inner[0], _product(field.factor_at, inner[1])
+    if isinstance(field, PerturbedField):
+        parts = [(1.0, exact_form(field.base)), (field.eps, exact_form(field.error))]
+    elif isinstance(field, WeightedField):
+        parts = [(float(w), exact_form(f)) for w, f in zip(field.weights, field.fields)]
+    else:
+        return None
+    if any(p is None for _, p in parts) or len({id(p[0]) for _, p in parts}) != 1:
+        return None
+    path = parts[0][1][0]
+
+    def factor(t):
+        total = np.zeros_like(t)
+        for w, (_, f) in parts:
+            if w != 0.0:
+                total = total + w * (np.ones_like(t) if f is None else f(t))
+        return total
+
+    return path, factor
+
+
+def _product(outer, inner):
+    if inner is None:
+        return outer
+    return lambda t: outer(t) * inner(t)
+
+
+def eligible(field, x, nx, noise, callback) -> tuple | None:
+    """(path, factor) when the compiled route applies to this call, else None."""
+    if nx.is_torch or callback is not None or kernel_impl() != "numba":
+        return None
+    if noise is not None and (math.prod(noise.shape) * 8 > MAX_NOISE_BYTES):
+        return None
+    form = exact_form(field)
+    if form is None or form[0].dim != x.shape[1]:
+        return None
+    return form
+
+
+def run_fused(form, x, grid, alpha, beta, sigma, *, seed, noise, save, disable, method):
+    """The step loop of ``_core._run`` on the compiled route; returns (x, snapshots, times)."""
+    from tqdm.auto import tqdm
+
+    from .._kernels.mixture import kernel_layout
+    from .._kernels.sampler import StepLoop
+
+    path, factor = form
+    t_k = np.asarray(grid[:-1], dtype=np.float64)
+    if factor is not None:
+        beta = beta * factor(t_k)
+    m_s, v_s = path.process.conditional_many(t_k)
+    m_s = np.asarray(m_s, dtype=np.float64) * np.ones_like(t_k)
+    v_s = np.asarray(v_s, dtype=np.float64) * np.ones_like(t_k)
+    if path._needs_positive_t and np.any(v_s <= 0):  # pragma: no cover - ts[:-1] > 0 always
+        raise ValueError(f"t must be > 0: {type(path.law).__name__} has no density at t = 0 "
+                         f"(v(t) = 0); end the grid before the score is needed at t = 0")
+    params = path._params
+    layout = params._cache.get("layout")
+    if layout is None:
+        layout = kernel_layout(params.means, params.logw, params.lam, params.rot)
+        params._cache["layout"] = layout
+    key = 0
+    if noise is None and np.any(sigma > 0):
+        key = int(check_seed(seed).integers(0, 2**63 - 1))
+    loop = StepLoop(layout, x, key)
+    n, d = loop.x.shape
+    n_steps = grid.shape[0] - 1
+    k_count = params.means.shape[0]
+    chunk = int(max(1, min(n_steps, TARGET_WORK_PER_CHUNK // max(1, n * k_count * d))))
+    # chunk boundaries at every save time, so snapshots are taken between kernel calls
+    cuts = sorted({0, n_steps, *range(0, n_steps, chunk),
+                   *(k for k in range(1, n_steps) if float(grid[k]) in save)})
+    shots, times = [], []
+    if float(grid[0]) in save:
+        shots.append(loop.x.copy())
+        times.append(float(grid[0]))
+    with tqdm(total=n_steps, disable=disable, desc=method, unit="step", leave=False) as bar:
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            z = None
+            if noise is not None and np.any(sigma[lo:hi] > 0):
+                z = np.stack([np.asarray(noise.increment(float(grid[k]), float(grid[k + 1])))
+                              / math.sqrt(float(grid[k] - grid[k + 1])) for k in range(lo, hi)])
+            loop.run(alpha[lo:hi], beta[lo:hi], sigma[lo:hi], m_s[lo:hi], v_s[lo:hi], z)
+            bar.update(hi - lo)
+            if float(grid[hi]) in save:
+                shots.append(loop.x.copy())
+                times.append(float(grid[hi]))
+    out = loop.x.astype(x.dtype, copy=False)
+    shots = [s.astype(x.dtype, copy=False) for s in shots]
+    return out, shots, times
