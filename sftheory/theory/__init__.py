@@ -1,4 +1,8 @@
-"""Theory of the ODE-vs-SDE paper: exact 1D Gaussian KL and its leading coefficient L(h)."""
-from sftheory.theory import odesde
+"""Theory of the ODE-vs-SDE paper: the exact Gaussian KL and its leading coefficient L(h) in 1D
+(:mod:`~sftheory.theory.odesde`) and d dimensions (:mod:`~sftheory.theory.gaussian_nd`), L(h) of
+any 1D law from the linearized Fokker-Planck solution (:mod:`~sftheory.theory.linearized`), the
+bounds and limits of Props 3.4-3.6 and App. E-F (:mod:`~sftheory.theory.bounds`), and the
+symbolic derivations of App. B.4, H.4, H.5 (:mod:`~sftheory.theory.symbolic`)."""
+from sftheory.theory import bounds, gaussian_nd, linearized, odesde, symbolic
 
-__all__ = ["odesde"]
+__all__ = ["odesde", "gaussian_nd", "linearized", "bounds", "symbolic"]

@@ -10,7 +10,7 @@ import numpy as np
 
 from sftheory._validation import check_real
 
-__all__ = ["CASES", "h_function", "case_function"]
+__all__ = ["CASES", "h_function", "case_function", "half_x_minus_log1p"]
 
 _GRID = 1001  # points of [0, T] on which callables h(t), c(t) are checked
 
@@ -76,3 +76,16 @@ def case_function(case, T):
         return (lambda t: 1.0 if t < tb else 0.0), (tb,)
     tb = 0.99 * T
     return (lambda t: 1.0 if t > tb else 0.0), (tb,)
+
+
+def half_x_minus_log1p(x):
+    """(x - log1p(x)) / 2 without cancellation for small |x| (x > -1)."""
+    if abs(x) < 0.05:
+        # sum_{k>=2} (-1)^k x^k / k, 40 terms: truncation < 0.05^41 relative to x^2
+        total = 0.0
+        p = x * x
+        for k in range(2, 42):
+            total += (p / k) if k % 2 == 0 else -(p / k)
+            p *= x
+        return 0.5 * total
+    return 0.5 * (x - math.log1p(x))

@@ -80,8 +80,10 @@ from scipy.integrate import solve_ivp
 from sftheory._validation import check_positive, check_real
 
 from ._cases import CASES, case_function as _case_function, h_function as _h_function
+from ._cases import half_x_minus_log1p as _half_x_minus_log1p
 
-__all__ = ["gaussian_kl", "gaussian_L", "CASES"]
+__all__ = ["gaussian_kl", "gaussian_L", "CASES", "gaussian_kl_nd", "gaussian_L_nd", "linearized_L",
+           "linearized_solution"]
 
 RTOL = 1e-12
 ATOL = 1e-14
@@ -163,19 +165,6 @@ def _variance_full(sigma0, T, hfun, cfun, breaks, eps, *, plant=None):
     return float(_integrate(rhs, _v0(sigma0, T, 0.0), T, breaks, atol=1e-15)[0])
 
 
-def _half_x_minus_log1p(x):
-    """(x - log1p(x)) / 2 without cancellation for small |x| (x > -1)."""
-    if abs(x) < 0.05:
-        # sum_{k>=2} (-1)^k x^k / k, 40 terms: truncation < 0.05^41 relative to x^2
-        total = 0.0
-        p = x * x
-        for k in range(2, 42):
-            total += (p / k) if k % 2 == 0 else -(p / k)
-            p *= x
-        return 0.5 * total
-    return 0.5 * (x - math.log1p(x))
-
-
 def kl_from_deviation(sigma0_sq, delta):
     """KL(N(0, A) || N(0, A + delta)) in nats, A = sigma0_sq, stable for small delta."""
     b = sigma0_sq + delta
@@ -212,3 +201,8 @@ def gaussian_L(sigma0, T, h, case) -> float:
     sigma0, T, hfun, cfun, breaks = _check_common(sigma0, T, h, case)
     u = _sensitivity(sigma0, T, hfun, cfun, breaks)
     return u * u / (4.0 * sigma0 ** 4)
+
+
+# the other exact routes of the ODE-vs-SDE theory, under the names the issue gives them
+from .gaussian_nd import gaussian_L_nd, gaussian_kl_nd  # noqa: E402
+from .linearized import linearized_L, linearized_solution  # noqa: E402

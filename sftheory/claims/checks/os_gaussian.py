@@ -19,7 +19,7 @@ import math
 import numpy as np
 from scipy.integrate import quad
 
-from ...theory import odesde
+from ...theory import bounds, odesde
 from ..record import Context, Record
 from ..registry import claim
 from ..verdicts import Verdict, not_checkable, reproduced, within
@@ -275,17 +275,15 @@ PROP35_T = 2.0
 
 
 def prop35_asymptotes(sigma0: float, a: float, h: float) -> dict:
-    """[OS] Prop. 3.5 for E = grad log p (Gaussian): int (div(p0 E))^2/p0 = 2/sigma0^4,
-    m0 = 1/sigma0^2, kappa0 = (1 + 1/h^2) m0 - 1/h^2. The paper's L(0) ~ a^2/8 * I and bound
-    L(h) <~ (1 - e^{-a h^2 kappa0/2})^2/(2 kappa0^2) * I, and the exact Gaussian asymptote
-    ((1+h^2)/h^2)^2 (1 - e^{-a h^2 kappa0})^2 / (4 kappa0^2 sigma0^4) (second Hermite mode)."""
-    I = 2.0 / sigma0 ** 4
-    out = {"L0_paper": a * a / 8.0 * I}
+    """[OS] Prop. 3.5 for E = grad log p (Gaussian), from :mod:`sftheory.theory.bounds`:
+    int (div(p0 E))^2/p0 = 2/sigma0^4, m0 = 1/sigma0^2, kappa0 = (1 + 1/h^2) m0 - 1/h^2; the
+    paper's L(0) ~ a^2/8 * I, its bound on L(h), and the exact Gaussian asymptote."""
+    fisher = 2.0 / sigma0 ** 4
+    out = {"L0_paper": bounds.prop35_L0_asymptote(a, fisher)}
     if h > 0:
-        k0 = (1 + 1 / h ** 2) / sigma0 ** 2 - 1 / h ** 2
-        out["Lh_paper_bound"] = (1 - math.exp(-a * h * h * k0 / 2)) ** 2 / (2 * k0 * k0) * I
-        out["Lh_gauss_asymptote"] = (((1 + h * h) / (h * h)) ** 2
-                                     * (1 - math.exp(-a * h * h * k0)) ** 2 / (4 * k0 * k0 * sigma0 ** 4))
+        k0 = bounds.kappa(1.0 / sigma0 ** 2, h)
+        out["Lh_paper_bound"] = bounds.prop35_Lh_bound(a, h, k0, fisher)
+        out["Lh_gauss_asymptote"] = bounds.gaussian_prop35_Lh_asymptote(sigma0, a, h)
     return out
 
 
