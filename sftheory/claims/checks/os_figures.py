@@ -34,6 +34,7 @@ from .os_gaussian import L_window_quad, sigma_sq
 T = 2.0
 EPS = 0.02
 SIGMAS = (0.2, 0.4, 0.6, 0.8)
+QUICK_SIGMAS = (0.2, 0.8)
 # gaussian_kl (DOP853 rtol 1e-12) vs nested quad (epsrel 1e-11): both ~1e-10 relative on the
 # variance deviation; KL is quadratic in it, so 1e-7 relative leaves a wide margin and is 1e4
 # below a 0.1 % error
@@ -73,10 +74,10 @@ def kl_quad(sigma0, h, eps, case, T_=T):
     return 0.5 * math.log(var / s2) + s2 / (2.0 * var) - 0.5
 
 
-def curves(h2_grid, quantity):
+def curves(h2_grid, quantity, sigmas=SIGMAS):
     """{(sigma0, case): array over h^2} of gaussian_kl at EPS (quantity 'kl') or gaussian_L."""
     out = {}
-    for s in SIGMAS:
+    for s in sigmas:
         for case in (1, 2, 3, 4, 5):
             if quantity == "kl":
                 out[(s, case)] = np.array([odesde.gaussian_kl(s, T, math.sqrt(v), EPS, case)
@@ -117,12 +118,12 @@ def route_agreement(quantity, cases=(1, 2, 3, 4, 5), hs=(0.0, 1.0, 4.47),
     return np.array(ex), rows
 
 
-def text_statements(kl, L, h2_grid) -> dict:
+def text_statements(kl, L, h2_grid, sigmas=SIGMAS) -> dict:
     """App. G.2's statements about Fig. 6 / 7 as ratios that must be <= 1:
     case 4: L(h^2_max) / L(0) (exponential decay); case 5: max over h > 0 of KL(0) / KL(h)
     (a larger h increases the error); cases 1-3: KL(h^2_max) / KL(0) (suppressed)."""
     out = {}
-    for s in SIGMAS:
+    for s in sigmas:
         out[f"case4_decay_sigma{s}"] = L[(s, 4)][-1] / L[(s, 4)][0]
         out[f"case5_grows_sigma{s}"] = float(np.max(kl[(s, 5)][0] / kl[(s, 5)][1:]))
         for case in (1, 2, 3):
@@ -130,7 +131,7 @@ def text_statements(kl, L, h2_grid) -> dict:
     return out
 
 
-def _draw_curves(path, h2_grid, data, ylabel, title):
+def _draw_curves(path, h2_grid, data, ylabel, title, sigmas=SIGMAS):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,7 +140,7 @@ def _draw_curves(path, h2_grid, data, ylabel, title):
     fig, axes = plt.subplots(1, 5, figsize=(17, 3.4), sharex=True)
     for case in (1, 2, 3, 4, 5):
         ax = axes[case - 1]
-        for s in SIGMAS:
+        for s in sigmas:
             ax.plot(h2_grid, np.log10(np.maximum(data[(s, case)], 1e-300)), label=f"sigma0 = {s}")
         ax.set_title(f"case {case}: {_cases.CASES[case]}", fontsize=8)
         ax.set_xlabel("h^2")
@@ -152,18 +153,19 @@ def _draw_curves(path, h2_grid, data, ylabel, title):
 
 
 def _fig_record(ctx: Context, quantity: str) -> Record:
-    h2 = np.linspace(0.0, 20.0, ctx.size(11, 41))
-    kl, L = curves(h2, "kl"), curves(h2, "L")
+    h2 = np.linspace(0.0, 20.0, ctx.size(6, 41))
+    sig = QUICK_SIGMAS if ctx.quick else SIGMAS
+    kl, L = curves(h2, "kl", sig), curves(h2, "L", sig)
     data = kl if quantity == "kl" else L
     ylabel = "log10 KL(p0 || q~_T)" if quantity == "kl" else "log10 L(h)"
     ctx.figure("curves", _draw_curves, h2, data, ylabel,
-               f"1D Gaussian, T = {T}" + (f", eps = {EPS}" if quantity == "kl" else ""))
+               f"1D Gaussian, T = {T}" + (f", eps = {EPS}" if quantity == "kl" else ""), sig)
     ex, rows = route_agreement(quantity)
-    stmts = text_statements(kl, L, h2)
+    stmts = text_statements(kl, L, h2, sig)
     v = within({"routes_agree": ex, "text_statements": np.array(list(stmts.values()))})
     ratio = {k: float(np.max(np.abs(kl[k] / (L[k] * EPS ** 2) - 1))) for k in kl}
     worst_ratio = max(ratio.values())
-    bumps = {s: float(h2[int(np.argmin(kl[(s, 3)]))]) for s in SIGMAS
+    bumps = {s: float(h2[int(np.argmin(kl[(s, 3)]))]) for s in sig
              if 0 < int(np.argmin(kl[(s, 3)])) < len(h2) - 1}
     return ctx.verdict(
         v, compared=[(f"odesde.gaussian_{'kl' if quantity == 'kl' else 'L'} (ODE)",
@@ -175,7 +177,7 @@ def _fig_record(ctx: Context, quantity: str) -> Record:
                   "case3_interior_minimum_h2": {str(k): v for k, v in bumps.items()}},
         tolerance={"kl_rtol": KL_RTOL, "L_rtol": L_RTOL, "statements": "ratio <= 1"},
         rows=rows,
-        notes=f"h^2 on {len(h2)} points of [0, 20], sigma0 in {SIGMAS}, T = {T}, eps = {EPS}. "
+        notes=f"h^2 on {len(h2)} points of [0, 20], sigma0 in {sig}, T = {T}, eps = {EPS}. "
               f"KL / (L eps^2) - 1 stays within {worst_ratio:.3f} over every curve (the O(eps) "
               f"remainder of Prop. 3.2 at eps = {EPS}), so Fig. 6 is Fig. 7 shifted by "
               f"2 log10(eps) up to that. Case 3's KL has an interior minimum (then rises "
