@@ -7,10 +7,11 @@ import math
 from typing import Callable
 
 import numpy as np
+from scipy.integrate import solve_ivp
 
 from sftheory._validation import check_real
 
-__all__ = ["CASES", "h_function", "case_function", "half_x_minus_log1p"]
+__all__ = ["CASES", "h_function", "case_function", "half_x_minus_log1p", "integrate_piecewise"]
 
 _GRID = 1001  # points of [0, T] on which callables h(t), c(t) are checked
 
@@ -89,3 +90,18 @@ def half_x_minus_log1p(x):
             p *= x
         return 0.5 * total
     return 0.5 * (x - math.log1p(x))
+
+
+def integrate_piecewise(rhs, y0, T, breaks, *, rtol, atol):
+    """solve_ivp(DOP853) of y' = rhs(t, y) on [0, T], restarted at each jump of c (``breaks``
+    inside (0, T)); returns y(T) as a 1-D float64 array."""
+    knots = [0.0, *sorted(b for b in breaks if 0.0 < b < T), T]
+    y = np.atleast_1d(np.asarray(y0, dtype=np.float64)).ravel()
+    for t0, t1 in zip(knots[:-1], knots[1:]):
+        if t1 <= t0:
+            continue
+        sol = solve_ivp(rhs, (t0, t1), y, method="DOP853", rtol=rtol, atol=atol)
+        if not sol.success:  # pragma: no cover - DOP853 on a linear ODE does not fail
+            raise RuntimeError(f"solve_ivp failed on [{t0}, {t1}]: {sol.message}")
+        y = sol.y[:, -1]
+    return y

@@ -50,12 +50,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from sftheory._validation import as_float_array, check_positive, check_real, check_spd
 
 from ._cases import case_function as _case_function, h_function as _h_function
 from ._cases import half_x_minus_log1p as _half_x_minus_log1p
+from ._cases import integrate_piecewise
 
 __all__ = ["gaussian_kl_nd", "gaussian_L_nd"]
 
@@ -87,16 +87,7 @@ def _precision(S0, T, t):
 
 
 def _integrate(rhs, y0, T, breaks):
-    knots = [0.0, *sorted(b for b in breaks if 0.0 < b < T), T]
-    y = np.asarray(y0, dtype=np.float64).ravel()
-    for t0, t1 in zip(knots[:-1], knots[1:]):
-        if t1 <= t0:
-            continue
-        sol = solve_ivp(rhs, (t0, t1), y, method="DOP853", rtol=RTOL, atol=ATOL)
-        if not sol.success:  # pragma: no cover - DOP853 on a linear ODE does not fail
-            raise RuntimeError(f"solve_ivp failed on [{t0}, {t1}]: {sol.message}")
-        y = sol.y[:, -1]
-    return y
+    return integrate_piecewise(rhs, y0, T, breaks, rtol=RTOL, atol=ATOL)
 
 
 def _deviation_nd(S0, T, hfun, cfun, breaks, eps):

@@ -75,12 +75,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from sftheory._validation import check_positive, check_real
 
 from ._cases import CASES, case_function as _case_function, h_function as _h_function
 from ._cases import half_x_minus_log1p as _half_x_minus_log1p
+from ._cases import integrate_piecewise
 
 __all__ = ["gaussian_kl", "gaussian_L", "CASES", "gaussian_kl_nd", "gaussian_L_nd", "linearized_L",
            "linearized_solution"]
@@ -103,16 +103,7 @@ def _v0(sigma0, T, t):
 
 def _integrate(rhs, y0, T, breaks, *, rtol=RTOL, atol=ATOL):
     """solve_ivp(DOP853) on [0, T], restarted at each jump of c; returns y(T)."""
-    knots = [0.0, *sorted(b for b in breaks if 0.0 < b < T), T]
-    y = np.atleast_1d(np.asarray(y0, dtype=np.float64))
-    for t0, t1 in zip(knots[:-1], knots[1:]):
-        if t1 <= t0:
-            continue
-        sol = solve_ivp(rhs, (t0, t1), y, method="DOP853", rtol=rtol, atol=atol)
-        if not sol.success:  # pragma: no cover - DOP853 on a linear ODE does not fail
-            raise RuntimeError(f"solve_ivp failed on [{t0}, {t1}]: {sol.message}")
-        y = sol.y[:, -1]
-    return y
+    return integrate_piecewise(rhs, y0, T, breaks, rtol=rtol, atol=atol)
 
 
 def _deviation(sigma0, T, hfun, cfun, breaks, eps, *, plant=None):

@@ -78,7 +78,7 @@ def _x_array(x, name: str = "x") -> np.ndarray:
     if is_torch(x):
         x = x.detach().cpu().numpy()
     try:
-        arr = np.asarray(x, dtype=np.float64)
+        arr = np.array(x, dtype=np.float64)  # a copy: callers may write into it
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a real array ({exc})") from None
     if not np.all(np.isfinite(arr)):

@@ -37,26 +37,14 @@ import numpy as np
 from scipy import special
 
 from .._refs import source
-from .._validation import as_float_array, check_positive, check_seed, check_time, is_torch
-from .smoothing import half_spacing, tau_t
+from .._validation import as_float_array, check_positive, check_seed, check_time
+from .smoothing import _x_array, half_spacing, tau_t
 
 __all__ = ["flow_map", "flow_map_to_zero", "flow_map_d", "pushforward", "Pushforward",
            "kl_bound_cor5"]
 
 
 # ------------------------------------------------------------------ validation ------------------
-def _x_array(x, name: str = "x") -> np.ndarray:
-    if is_torch(x):
-        x = x.detach().cpu().numpy()
-    try:
-        arr = np.array(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a real array ({exc})") from None
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
-
-
 def _setup(s, t, points, kappa):
     """Validated (s, t, y, Delta, kappa, tau_t, tau_s) for a map from time t back to s."""
     t = check_time(t, "t")
