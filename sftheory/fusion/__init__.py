@@ -1,0 +1,20 @@
+"""Fusion of reference densities ([SF]): the distribution-level KL barycenter (Theorem 1),
+Frank-Wolfe on the simplex (Alg. 2) and vanilla fusion (problem (9), Remark 2, Prop. 1)."""
+from ._barycenter import KLBarycenter as KLBarycenter
+from ._barycenter import barycenter as barycenter
+from ._barycenter import gaussian_barycenter_params as gaussian_barycenter_params
+from ._barycenter import gaussian_log_normalizer as gaussian_log_normalizer
+from ._frank_wolfe import FrankWolfeResult as FrankWolfeResult
+from ._frank_wolfe import frank_wolfe as frank_wolfe
+from ._frank_wolfe import paper_step as paper_step
+from ._frank_wolfe import standard_step as standard_step
+from ._vanilla import FusionObjective as FusionObjective
+from ._vanilla import VanillaFusionResult as VanillaFusionResult
+from ._vanilla import gaussian_log_ref_expectations as gaussian_log_ref_expectations
+from ._vanilla import gaussian_log_ref_moments as gaussian_log_ref_moments
+from ._vanilla import vanilla_fusion as vanilla_fusion
+
+__all__ = ["barycenter", "KLBarycenter", "gaussian_barycenter_params", "gaussian_log_normalizer",
+           "frank_wolfe", "FrankWolfeResult", "paper_step", "standard_step", "vanilla_fusion",
+           "VanillaFusionResult", "FusionObjective", "gaussian_log_ref_moments",
+           "gaussian_log_ref_expectations"]

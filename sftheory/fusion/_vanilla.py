@@ -1,0 +1,248 @@
+r"""Vanilla fusion ([SF] Sec. 3, problem (9)): fit the barycenter weights lambda to a target nu,
+
+.. math:: F(\lambda) = \mathrm{KL}(\nu \| p_\lambda)
+          = \mathbb{E}_\nu[\log q] - \sum_i \lambda_i \mathbb{E}_\nu[h_i] + \log Z(\lambda),
+          \qquad h_i = \log p_i,
+
+solved by Frank-Wolfe on the simplex. Gradient ([SF] Remark 2):
+dF/dlambda_i = -E_nu[h_i] + E_{p_lambda}[h_i]; Hessian (the log-MGF in the proof of [SF]
+Prop. 1): Cov_{p_lambda}(h_i, h_j), positive semi-definite.
+
+``target`` is an (n, d) array of samples (then nu is the empirical law and F is the cross-entropy
+up to the constant E_nu[log q]), the same with ``sigma``: the smoothed empirical density
+mu_n^sigma = (1/n) sum_j N(x_j, sigma^2 I) of the [SF] slides (eq. (1) there), or a model with
+``logpdf`` (and ``sample`` for Monte Carlo).
+
+Routes for E_{p_lambda}[.] and E_nu[.] (``method``): ``"gaussian"`` closed forms when every
+reference is a :class:`~sftheory.models.Gaussian` (and the target a Gaussian, a Gaussian mixture,
+samples, or mu_n^sigma); ``"quadrature"`` trapezoid grid in d <= 2; ``"mc"`` fixed importance
+draws from the equal mixture (1/k) sum_i p_i (weights prod p_i^lambda_i / mixture <= k by AM-GM),
+common to every lambda so F stays smooth in lambda.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import logsumexp
+
+from .._refs import source
+from .._validation import as_float_array, check_count, check_positive, check_seed, check_simplex
+from ..models import Gaussian, GaussianMixture
+from . import _grid
+from ._barycenter import (_check_references, _gaussian_parts, gaussian_barycenter_params,
+                         gaussian_log_normalizer)
+from ._frank_wolfe import FrankWolfeResult, frank_wolfe
+
+METHODS = ("gaussian", "quadrature", "mc")
+N_MC = 100_000
+
+
+def gaussian_log_ref_moments(means, covs, mu, S):
+    r"""Mean (k,) and covariance (k, k) of h_i(X) = log N(X; m_i, Sigma_i) for X ~ N(mu, S):
+
+    .. math:: \mathbb{E} h_i = -\tfrac12[\mathrm{tr}(P_i S) + (\mu - m_i)^T P_i (\mu - m_i)
+              + \log\det(2\pi\Sigma_i)],
+
+    .. math:: \mathrm{Cov}(h_i, h_j) = \tfrac12 \mathrm{tr}(P_i S P_j S)
+              + (\mu - m_i)^T P_i S P_j (\mu - m_j),
+
+    P_i = Sigma_i^{-1} (Gaussian moments of quadratic forms). Used for [SF] Remark 2 and the
+    Hessian of [SF] Prop. 1 with Gaussian references.
+    """
+    prec = np.linalg.inv(covs)
+    r = mu[None, :] - means                       # (k, d)
+    Pr = np.einsum("kab,kb->ka", prec, r)        # P_i (mu - m_i)
+    mean = gaussian_log_ref_expectations(means, covs, mu[None], S[None])[0]
+    PS = np.einsum("kab,bc->kac", prec, S)       # P_i S
+    cov = 0.5 * np.einsum("iab,jba->ij", PS, PS) + Pr @ S @ Pr.T
+    return mean, 0.5 * (cov + cov.T)
+
+
+def gaussian_log_ref_expectations(means, covs, tmeans, tcovs) -> np.ndarray:
+    """E[h_i(X_j)] (n, k) for X_j ~ N(tmeans[j], tcovs[j]), h_i = log N(.; m_i, Sigma_i): the
+    mean formula of :func:`gaussian_log_ref_moments` (written only here), vectorized over n
+    Gaussians (the components of a Gaussian-mixture target, e.g. the smoothed empirical
+    mu_n^sigma)."""
+    prec = np.linalg.inv(covs)
+    d = means.shape[1]
+    logdet = np.linalg.slogdet(covs)[1] + d * np.log(2 * np.pi)
+    tr = np.einsum("iab,jba->ji", prec, tcovs)
+    r = tmeans[:, None, :] - means[None, :, :]           # (n, k, d)
+    quad = np.einsum("jia,iab,jib->ji", r, prec, r)
+    return -0.5 * (tr + quad + logdet[None, :])
+
+
+def _is_samples(target) -> bool:
+    return isinstance(target, (np.ndarray, list, tuple)) or hasattr(target, "__array__") \
+        and not hasattr(target, "logpdf")
+
+
+class FusionObjective:
+    r"""F(lambda) of [SF] (9) with its gradient (Remark 2) and Hessian (Prop. 1).
+
+    ``value(lam)`` = -sum_i lambda_i E_nu[h_i] + log Z(lambda) (the cross-entropy
+    -E_nu[log p_lambda]); ``kl(lam)`` adds E_nu[log q] when the target has a density
+    (``target_log_density`` not None); ``grad(lam)``, ``hessian(lam)``; ``target_moments`` = the
+    vector E_nu[h_i].
+    """
+
+    def __init__(self, references, target, *, sigma=None, method: str | None = None,
+                 n_mc: int = N_MC, seed=None):
+        refs, dim = _check_references(references)
+        self.references, self.dim, self.k = tuple(refs), dim, len(refs)
+        all_gauss = all(isinstance(m, Gaussian) for m in refs)
+        if method is None:
+            method = "gaussian" if all_gauss else ("quadrature" if dim <= 2 else "mc")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if method == "gaussian" and not all_gauss:
+            raise ValueError("method='gaussian' needs every reference to be a Gaussian")
+        if method == "quadrature" and dim > 2:
+            raise ValueError(f"method='quadrature' needs dimension <= 2, got {dim}")
+        self.method = method
+        n_mc = check_count(n_mc, "n_mc")
+        rng = check_seed(seed)
+        self.sigma = None if sigma is None else check_positive(sigma, "sigma")
+        self.samples = None
+        if _is_samples(target):
+            x = as_float_array(target, "target", ndim=(1, 2))
+            if x.ndim == 1:
+                x = x[:, None] if dim == 1 else x[None, :]
+            if x.shape[1] != dim or x.shape[0] < 1:
+                raise ValueError(f"target samples must have shape (n, {dim}), got {x.shape}")
+            self.samples = x
+            if self.sigma is not None:
+                n = x.shape[0]
+                target = GaussianMixture(np.full(n, 1.0 / n), x, np.full(n, self.sigma ** 2),
+                                         covariance_type="spherical")
+            else:
+                target = None
+        else:
+            if self.sigma is not None:
+                raise ValueError("sigma smooths an empirical target: pass target as (n, d) samples")
+            if not callable(getattr(target, "logpdf", None)):
+                raise ValueError("target must be (n, d) samples or a model with logpdf")
+            if getattr(target, "dim", None) != dim:
+                raise ValueError(f"target has dimension {getattr(target, 'dim', None)}, the "
+                                 f"references {dim}")
+        self.target = target
+        if method == "gaussian":
+            self._means, self._covs = _gaussian_parts(refs)
+        elif method == "quadrature":
+            laws = list(refs) + ([target] if target is not None else [])
+            pts, wts = _grid.tensor_grid(laws, dim)
+            self._pts, self._logw = pts, np.log(wts)
+            self._H = self._log_refs(pts)
+        else:
+            counts = rng.multinomial(n_mc, np.full(self.k, 1.0 / self.k))
+            pts = np.concatenate([np.asarray(m.sample(int(c), seed=rng)).reshape(int(c), dim)
+                                  for m, c in zip(refs, counts) if c])
+            H = self._log_refs(pts)
+            self._pts, self._H = pts, H
+            # importance weights 1 / (n_mc * mixture density): sum_j w_j e^{lam.h(x_j)} ~ Z
+            self._logw = -logsumexp(H - np.log(self.k), axis=1) - np.log(pts.shape[0])
+        self.target_moments, self.target_log_density = self._target_moments(target, n_mc, rng)
+
+    def _log_refs(self, x):
+        return np.column_stack([np.asarray(m.logpdf(x), dtype=np.float64)
+                                for m in self.references])
+
+    def _target_moments(self, target, n_mc, rng):
+        """(E_nu[h_i] (k,), E_nu[log q] or None)."""
+        if target is None:  # plain empirical law
+            return self._log_refs(self.samples).mean(axis=0), None
+        if self.method == "gaussian" and isinstance(target, (Gaussian, GaussianMixture)):
+            if isinstance(target, Gaussian):
+                tm, tc, tw = target.mean[None], target.cov[None], np.ones(1)
+            else:
+                tm, tc, tw = target.means, target.covs, target.weights
+            e = tw @ gaussian_log_ref_expectations(self._means, self._covs, tm, tc)
+            ent = None
+            if isinstance(target, Gaussian):
+                ent = float(gaussian_log_ref_expectations(tm, tc, tm, tc)[0, 0])
+            return np.asarray(e), ent
+        if self.dim <= 2 and self.method == "quadrature":
+            lq = np.asarray(target.logpdf(self._pts), dtype=np.float64)
+            q = np.exp(lq + self._logw)
+            mass = q.sum()
+            return (q @ self._H) / mass, float(q @ lq / mass)
+        if not callable(getattr(target, "sample", None)):
+            raise ValueError("target needs sample(n, seed) for Monte Carlo moments")
+        y = np.asarray(target.sample(n_mc, seed=rng)).reshape(n_mc, self.dim)
+        return self._log_refs(y).mean(axis=0), float(np.mean(target.logpdf(y)))
+
+    # ---- p_lambda moments ---------------------------------------------------------------------
+    def _check_lam(self, lam):
+        lam = check_simplex(lam, "lam")
+        if lam.shape[0] != self.k:
+            raise ValueError(f"lam has {lam.shape[0]} entries, expected {self.k}")
+        return lam
+
+    def _barycenter_parts(self, lam):
+        """(log Z, E_{p_lambda}[h] (k,), Cov_{p_lambda}(h) (k, k))."""
+        if self.method == "gaussian":
+            mu, S = gaussian_barycenter_params(self._means, self._covs, lam)
+            m, c = gaussian_log_ref_moments(self._means, self._covs, mu, S)
+            return gaussian_log_normalizer(self._means, self._covs, lam), m, c
+        a = self._H @ lam + self._logw
+        logz = float(logsumexp(a))
+        p = np.exp(a - logz)
+        m = p @ self._H
+        Hc = self._H - m
+        return logz, m, (Hc * p[:, None]).T @ Hc
+
+    def log_normalizer(self, lam) -> float:
+        """log Z(lambda), the second term of [SF] (9)."""
+        return self._barycenter_parts(self._check_lam(lam))[0]
+
+    @source("SF", "eq. (9), (19)", "sf.prop1")
+    def value(self, lam) -> float:
+        """-sum_i lambda_i E_nu[h_i] + log Z(lambda) (= F(lambda) - E_nu[log q])."""
+        lam = self._check_lam(lam)
+        return float(-self.target_moments @ lam + self._barycenter_parts(lam)[0])
+
+    def kl(self, lam) -> float:
+        """F(lambda) = KL(nu || p_lambda); ValueError when the target has no density."""
+        if self.target_log_density is None:
+            raise ValueError("the target has no density (plain samples or a route without its "
+                             "entropy): use value(lam), the cross-entropy")
+        return self.value(lam) + self.target_log_density
+
+    @source("SF", "App. C.1.3, Remark 2", "sf.remark2")
+    def grad(self, lam) -> np.ndarray:
+        r"""dF/dlambda_i = -E_nu[h_i] + E_{p_lambda}[h_i] ([SF] Remark 2)."""
+        lam = self._check_lam(lam)
+        return -self.target_moments + self._barycenter_parts(lam)[1]
+
+    @source("SF", "App. C.1.3, proof of Prop. 1", "sf.prop1")
+    def hessian(self, lam) -> np.ndarray:
+        r"""d^2F/dlambda_i dlambda_j = Cov_{p_lambda}(h_i, h_j) (Hessian of the log-MGF in the
+        proof of [SF] Prop. 1)."""
+        return self._barycenter_parts(self._check_lam(lam))[2]
+
+
+@dataclass(frozen=True)
+class VanillaFusionResult:
+    """``weights`` the fitted lambda; ``objective`` F at it (cross-entropy form, ``value``);
+    ``trace`` the :class:`FrankWolfeResult`; ``problem`` the :class:`FusionObjective`."""
+
+    weights: np.ndarray
+    objective: float
+    trace: FrankWolfeResult
+    problem: FusionObjective
+
+
+@source("SF", "Sec. 3, problem (9); Alg. 2", "sf.thm3")
+def vanilla_fusion(references, target, *, sigma=None, gap_tol: float = 1e-8, seed=None,
+                   step: str = "away", max_iter: int = 1000, x0=None, method: str | None = None,
+                   n_mc: int = N_MC) -> VanillaFusionResult:
+    """Vanilla fusion ([SF] (9)): lambda* = argmin over the simplex of KL(nu || p_lambda), by
+    Frank-Wolfe (``step`` as in :func:`~sftheory.fusion.frank_wolfe`, away steps by default),
+    from ``x0`` (uniform by default) until the Frank-Wolfe gap is <= ``gap_tol``."""
+    prob = FusionObjective(references, target, sigma=sigma, method=method, n_mc=n_mc, seed=seed)
+    x0 = np.full(prob.k, 1.0 / prob.k) if x0 is None else x0
+    tr = frank_wolfe(prob.grad, x0, objective=prob.value, step=step, max_iter=max_iter,
+                     gap_tol=gap_tol)
+    return VanillaFusionResult(weights=tr.x, objective=float(prob.value(tr.x)), trace=tr,
+                               problem=prob)
