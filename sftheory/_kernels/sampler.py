@@ -12,8 +12,9 @@ step) in cache. The score is evaluated by the same per-point functions as the mi
 
 Noise: either given (an array (S, N, d) of standard normals, e.g. the increments of a
 :class:`~sftheory.samplers.BrownianPath`, so the Python loop and this one can be compared step for
-step), or drawn here by a counter-free per-particle generator: xoshiro256** seeded through
-splitmix64 from (key, particle index), normals by Marsaglia's polar method. Each particle owns its stream, so
+step), or drawn here by a per-particle generator: xoshiro256** seeded through splitmix64 from
+(key, particle index), normals by a 256-layer ziggurat (one 64-bit draw per normal on the fast
+path). Each particle owns its stream, so
 results do not depend on the number of threads or on the block layout. The state lives in
 arrays the caller keeps, so a run can be split into chunks (a progress bar between chunks)
 without changing the numbers.
@@ -59,8 +60,7 @@ def seed_states(key, start, n, states):  # pragma: no cover
 
 
 @njit(cache=True, inline="always")
-def _next_uniform(st):  # pragma: no cover
-    """A uniform double in (0, 1] from xoshiro256** (Blackman, Vigna 2018); st (4,) uint64."""
+def _next_u64(st):  # pragma: no cover
     s0, s1, s2, s3 = st[0], st[1], st[2], st[3]
     result = _rotl(s1 * np.uint64(5), 7) * np.uint64(9)
     t = s1 << np.uint64(17)
@@ -71,21 +71,65 @@ def _next_uniform(st):  # pragma: no cover
     s2 ^= t
     s3 = _rotl(s3, 45)
     st[0], st[1], st[2], st[3] = s0, s1, s2, s3
-    return (np.float64(result >> np.uint64(11)) + 1.0) * _INV_2_53
+    return result
 
 
 @njit(cache=True, inline="always")
-def _normal_pair(st):  # pragma: no cover
-    """Two independent standard normals by Marsaglia's polar method (no trigonometry; a pair of
-    uniforms is rejected with probability 1 - pi/4)."""
+def _next_uniform(st):  # pragma: no cover
+    """A uniform double in (0, 1] from xoshiro256** (Blackman, Vigna 2018); st (4,) uint64."""
+    return (np.float64(np.int64(_next_u64(st) >> np.uint64(11))) + 1.0) * _INV_2_53
+
+
+def _ziggurat_tables(n=256, r=3.6541528853610088, v=0.00492867323399):
+    """Layer edges of the 256-layer normal ziggurat (Marsaglia, Tsang 2000): x_1 = r, each layer
+    [0, x_i] x [f(x_i), f(x_{i+1})] has area v (f(x) = exp(-x^2/2)), the base strip [0, x_0] x
+    [0, f(r)] with x_0 = v / f(r) holds the tail beyond r. Returns (k, w, f): the fast-path
+    thresholds x_{i+1}/x_i in units of 2^-52, widths x_i 2^-52, and f(x_i) (f(x_256) = 1)."""
+    f = lambda x: math.exp(-0.5 * x * x)  # noqa: E731
+    x = np.zeros(n + 1)
+    x[0], x[1] = v / f(r), r
+    for i in range(2, n):
+        x[i] = math.sqrt(-2.0 * math.log(v / x[i - 1] + f(x[i - 1])))
+    two52 = float(2 ** 52)
+    k = np.array([np.floor(two52 * x[i + 1] / x[i]) for i in range(n)], dtype=np.int64)
+    w = x[:n] / two52
+    fx = np.array([f(xi) for xi in x])
+    return k, w, fx
+
+
+_ZK, _ZW, _ZF = _ziggurat_tables()
+_ZR = 3.6541528853610088
+
+
+@njit(cache=True)
+def _normal_slow(st, i, x):  # pragma: no cover
+    """The ziggurat's rare branches: the tail beyond r (layer 0) or a wedge test."""
+    if i == 0:
+        while True:  # Marsaglia's tail method
+            xx = -math.log(_next_uniform(st)) / _ZR
+            yy = -math.log(_next_uniform(st))
+            if yy + yy > xx * xx:
+                return _ZR + xx
+    if _ZF[i] + _next_uniform(st) * (_ZF[i + 1] - _ZF[i]) < math.exp(-0.5 * x * x):
+        return x
+    return -1.0  # rejected: the caller draws again
+
+
+@njit(cache=True, inline="always")
+def _normal(st):  # pragma: no cover
+    """One standard normal by the 256-layer ziggurat: 8 bits pick the layer, 1 the sign, 52 the
+    position; ~99 % of draws take the fast path (one multiply, one compare)."""
     while True:
-        u = 2.0 * _next_uniform(st) - 1.0
-        v = 2.0 * _next_uniform(st) - 1.0
-        s = u * u + v * v
-        if s < 1.0 and s > 0.0:
-            break
-    f = math.sqrt(-2.0 * math.log(s) / s)
-    return u * f, v * f
+        r = _next_u64(st)
+        i = np.int64(r & np.uint64(255))
+        neg = (r >> np.uint64(8)) & np.uint64(1)
+        rabs = np.int64((r >> np.uint64(9)) & np.uint64(0xFFFFFFFFFFFFF))  # < 2^52: exact
+        x = np.float64(rabs) * _ZW[i]
+        if rabs < _ZK[i]:
+            return -x if neg else x
+        y = _normal_slow(st, i, x)
+        if y >= 0.0:
+            return -y if neg else y
 
 
 @njit(cache=True)
@@ -115,32 +159,19 @@ def step_constants_full(m_s, v_s, lam_t, logw):  # pragma: no cover
 
 
 @njit(cache=True, inline="always")
-def _add_noise(xs, j, d, sig, noise, k, i, states, spare, has_spare):  # pragma: no cover
+def _add_noise(xs, j, d, sig, noise, k, i, states):  # pragma: no cover
     """xs[j] += sig * xi, xi standard normal (given noise[k, i], else the particle's stream)."""
     if noise.shape[0] > 0:
         for b in range(d):
             xs[j, b] += sig * noise[k, i, b]
         return
     st = states[i]
-    b = 0
-    if has_spare[i]:
-        xs[j, 0] += sig * spare[i]
-        has_spare[i] = False
-        b = 1
-    while b < d:
-        z0, z1 = _normal_pair(st)
-        xs[j, b] += sig * z0
-        if b + 1 < d:
-            xs[j, b + 1] += sig * z1
-        else:
-            spare[i] = z1
-            has_spare[i] = True
-        b += 2
+    for b in range(d):
+        xs[j, b] += sig * _normal(st)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def loop_iso(x, alpha, beta, sigma, m_s, inv_s, lnorm_s, means, lam, noise, states, spare,
-             has_spare, nthreads):  # pragma: no cover
+def loop_iso(x, alpha, beta, sigma, m_s, inv_s, lnorm_s, means, lam, noise, states, nthreads):  # pragma: no cover
     """Run steps k = 0..S-1 on x (N, d) in place (isotropic components)."""
     n, d = x.shape
     k_count = means.shape[0]
@@ -165,7 +196,7 @@ def loop_iso(x, alpha, beta, sigma, m_s, inv_s, lnorm_s, means, lam, noise, stat
                     for b in range(d):
                         xs[j, b] = a * xi[b] + be * acc[b]
                     if sig > 0.0:
-                        _add_noise(xs, j, d, sig, noise, k, start + j, states, spare, has_spare)
+                        _add_noise(xs, j, d, sig, noise, k, start + j, states)
             for j in range(nb):
                 for b in range(d):
                     x[start + j, b] = xs[j, b]
@@ -173,7 +204,7 @@ def loop_iso(x, alpha, beta, sigma, m_s, inv_s, lnorm_s, means, lam, noise, stat
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def loop_full(x, alpha, beta, sigma, m_s, inv_s, coef_s, lnorm_s, means_t, rot_t, lam_t, logw,
-              noise, states, spare, has_spare, nthreads):  # pragma: no cover
+              noise, states, nthreads):  # pragma: no cover
     """Run steps k = 0..S-1 on x (N, d) in place (full covariances, component-minor layout)."""
     n, d = x.shape
     k_count = means_t.shape[1]
@@ -204,7 +235,7 @@ def loop_full(x, alpha, beta, sigma, m_s, inv_s, coef_s, lnorm_s, means_t, rot_t
                     for b in range(d):
                         xs[j, b] = a * xi[b] + be * acc[b]
                     if sig > 0.0:
-                        _add_noise(xs, j, d, sig, noise, k, start + j, states, spare, has_spare)
+                        _add_noise(xs, j, d, sig, noise, k, start + j, states)
             for j in range(nb):
                 for b in range(d):
                     x[start + j, b] = xs[j, b]
@@ -221,8 +252,6 @@ class StepLoop:
         n = self.x.shape[0]
         self.states = np.empty((n, 4), dtype=np.uint64)
         seed_states(np.uint64(key), 0, n, self.states)
-        self.spare = np.zeros(n)
-        self.has_spare = np.zeros(n, dtype=np.bool_)
         self._no_noise = np.zeros((0, n, self.x.shape[1]))
 
     def run(self, alpha, beta, sigma, m_s, v_s, noise=None):
@@ -238,12 +267,12 @@ class StepLoop:
             _, means, lam, logw, equal = self.layout
             inv, lnorm = step_constants_iso(m_s, v_s, d, lam, logw, equal)
             loop_iso(self.x, alpha, beta, sigma, m_s, inv, lnorm, means, lam, noise, self.states,
-                     self.spare, self.has_spare, nthreads)
+                     nthreads)
         else:
             _, means_t, rot_t, lam_t, logw = self.layout
             inv, coef, lnorm = step_constants_full(m_s, v_s, lam_t, logw)
             loop_full(self.x, alpha, beta, sigma, m_s, inv, coef, lnorm, means_t, rot_t, lam_t,
-                      logw, noise, self.states, self.spare, self.has_spare, nthreads)
+                      logw, noise, self.states, nthreads)
 
 
 @njit(cache=True)
@@ -252,8 +281,6 @@ def standard_normals(key, n, d, steps):  # pragma: no cover
     at step k gets coordinates 0..d-1 in order): for tests of the stream itself."""
     states = np.empty((n, 4), dtype=np.uint64)
     seed_states(key, 0, n, states)
-    spare = np.zeros(n)
-    has_spare = np.zeros(n, dtype=np.bool_)
     out = np.zeros((steps, n, d))
     no_noise = np.zeros((0, n, d))
     xs = np.zeros((1, d))
@@ -261,7 +288,7 @@ def standard_normals(key, n, d, steps):  # pragma: no cover
         for i in range(n):
             for b in range(d):
                 xs[0, b] = 0.0
-            _add_noise(xs, 0, d, 1.0, no_noise, k, i, states, spare, has_spare)
+            _add_noise(xs, 0, d, 1.0, no_noise, k, i, states)
             for b in range(d):
                 out[k, i, b] = xs[0, b]
     return out

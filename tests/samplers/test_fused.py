@@ -107,6 +107,12 @@ def test_the_stream_is_standard_normal_and_independent():
     for what, (a, b) in pairs.items():
         r = np.corrcoef(a.ravel(), b.ravel())[0, 1]
         assert abs(r) * math.sqrt(a.size) <= MC_SIGMAS, what
+    # the ziggurat's layers: every probability of |z| > c (c at the tail edge r = 3.654, in the
+    # tail, inside the layers) within MC_SIGMAS binomial standard errors
+    for c in (0.3, 1.0, 2.0, 3.6541528853610088, 4.5):
+        p = 2 * stats.norm.sf(c)
+        frac = float(np.mean(np.abs(flat) > c))
+        assert abs(frac - p) <= MC_SIGMAS * math.sqrt(p * (1 - p) / n), c
     other = standard_normals(np.uint64(12346), 20_000, 3, 2)
     assert abs(np.corrcoef(other.ravel(), z[:2].ravel())[0, 1]) * math.sqrt(other.size) <= MC_SIGMAS
 
