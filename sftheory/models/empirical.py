@@ -5,9 +5,82 @@ import numpy as np
 
 from .._refs import source
 from .._validation import as_float_array, check_count, check_positive, check_seed, frozen
-from . import _formulas
+from ..backend import check_impl, kernel_impl
+from ._esf_gemm import EmpiricalStore, evaluate_empirical
 from .base import Law, MixtureParams
 from .mixture import GaussianMixture
+
+
+class EmpiricalParams(MixtureParams):
+    """:class:`~sftheory.models.base.MixtureParams` of (1/n) sum_j N(s y_j, var0 I) on one stored
+    copy of the points (an :class:`~sftheory.models._esf_gemm.EmpiricalStore`).
+
+    ``evaluate`` dispatches to :func:`~sftheory.models._esf_gemm.evaluate_empirical` (GEMM engine
+    in bounded memory, numba kernel in low dimension) under the default ``impl``; the reference
+    formula (``impl="numpy"`` / ``use_kernels("numpy")``) and torch inputs that require a gradient
+    go through :meth:`MixtureParams.evaluate` on the same parameters (the scaled means s y are then
+    materialized once, lazily). ``diffused`` returns parameters on the same points (no copy).
+    """
+
+    def __init__(self, store: EmpiricalStore):
+        self.store = store
+        self.dim = store.dim
+        self.rot = None
+        self._cache: dict = {}
+        self._ref = None
+
+    @property
+    def logw(self):
+        return np.full(self.store.n, -np.log(self.store.n))
+
+    @property
+    def lam(self):
+        return np.full(self.store.n, self.store.var0)
+
+    @property
+    def means(self):
+        return self._reference().means
+
+    def _reference(self) -> MixtureParams:
+        if self._ref is None:
+            st = self.store
+            means = st.data if st.scale == 1.0 else frozen(st.scale * st.data)
+            self._ref = MixtureParams(means, np.full(st.n, -np.log(st.n)), np.full(st.n, st.var0),
+                                      None)
+        return self._ref
+
+    def diffused(self, m: float, v: float) -> "EmpiricalParams":
+        return EmpiricalParams(self.store.rescaled(m, v))
+
+    def evaluate(self, x, nx, m, v, posterior: bool, impl: str | None = None):
+        impl = kernel_impl() if impl is None else check_impl(impl)
+        if impl == "numpy" or (nx.is_torch and x.requires_grad):
+            return self._reference().evaluate(x, nx, m, v, posterior, impl=impl)
+        return evaluate_empirical(nx, x, m, v, posterior, self.store)
+
+
+class _EmpiricalMarginal(GaussianMixture):
+    """The marginal (1/n) sum_j N(s y_j, var0 I) of an empirical law at t > 0: a
+    :class:`GaussianMixture` whose means s y_j are materialized only when asked for (``means``,
+    ``cov``, ``sample``...); densities and scores run on the stored points."""
+
+    def __init__(self, params: EmpiricalParams):
+        st = params.store
+        self._params = params
+        self.n_components, self.dim = st.n, st.dim
+        self.kind = "iso"
+        self._weights = frozen(np.full(st.n, 1.0 / st.n))
+        self._var = frozen(np.full(st.n, st.var0))
+        self._cov_k = None
+        self._sample_factor = None
+
+    @property
+    def _means(self):
+        return self._params.means
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self._params.store.scale * self._params.store.data.mean(axis=0)
 
 
 @source("SM", "Sec. 2; eq. (6), (14), (19)", "sm.esf", "core.models.tweedie")
@@ -20,7 +93,15 @@ class EmpiricalDistribution(Law):
     ``posterior_mean(x, t)`` is
     :math:`\hat x_t(x) = \sum_i \operatorname{softmax}_i(-|x - m y_i|^2 / 2v)\, y_i`
     ([SM] eq. (14); eq. (6) for S = {-1, 1}). ``marginal(process, t)`` is that mixture for
-    t > 0 and the empirical law itself at t = 0. The points are copied once and read-only.
+    t > 0 and the empirical law itself at t = 0. The points are copied once and read-only; the
+    path and every marginal evaluate on that one copy (no scaled copies m y).
+
+    Evaluation (:mod:`sftheory.models._esf_gemm`): in low dimension the numba kernel; above it,
+    the softmax over the points as matrix products, tiled over queries and points with an online
+    log-sum-exp, so the working memory stays within a budget (128 MiB by default) for any n and
+    any number of queries; queries where the expanded form |x|^2 - 2 x.y + |y|^2 would lose
+    accuracy (small v, far from the data) take the difference form. ``use_kernels("numpy")``
+    selects the reference formula.
 
     Parameters
     ----------
@@ -33,7 +114,11 @@ class EmpiricalDistribution(Law):
             y = y[:, None]
         if y.shape[0] == 0 or y.shape[1] == 0:
             raise ValueError(f"points must be a non-empty (n, d) array, got shape {y.shape}")
-        self._points = frozen(y)
+        # one copy of the points: ``y`` stays writeable for the kernels (numba, torch.from_numpy,
+        # no layout copy); users see a read-only view of it
+        y = np.ascontiguousarray(y)  # the kernels' layout (a copy only for Fortran-ordered input)
+        self._store = EmpiricalStore(y)
+        self._points = frozen(y.view())
         self.n_points, self.dim = y.shape
         self._params = None
 
@@ -54,8 +139,7 @@ class EmpiricalDistribution(Law):
 
     def _mixture_params(self) -> MixtureParams:
         if self._params is None:
-            n = self.n_points
-            self._params = MixtureParams(self._points, np.full(n, -np.log(n)), np.zeros(n), None)
+            self._params = EmpiricalParams(self._store)
         return self._params
 
     def as_mixture(self, variance: float) -> GaussianMixture:
@@ -67,10 +151,8 @@ class EmpiricalDistribution(Law):
     def _diffused(self, m, v):
         if v == 0.0:
             return self if m == 1.0 else EmpiricalDistribution(m * self._points)
-        n = self.n_points
-        var = _formulas.marginal_var(np.zeros(n), m, v)
-        params = self._mixture_params().diffused(m, v)
-        return GaussianMixture._from_params(np.full(n, 1.0 / n), params.means, params, var=var)
+        # marginal_var(0, m, v) = v: the variance of the atoms (in EmpiricalStore.rescaled)
+        return _EmpiricalMarginal(self._mixture_params().diffused(m, v))
 
     def sample(self, n, seed=None):
         n = check_count(n)
