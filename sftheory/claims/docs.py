@@ -82,7 +82,7 @@ def paper_page(prefix: str) -> str:
         else:
             status = f"planned: {roadmap_item(cid)}"
             where = f"how: {e.how}" if e else ""
-        impl = "<br>".join(_implementations(cid)) or "—"
+        impl = "<br>".join(_cell(s) for s in _implementations(cid)) or "—"
         lines.append(f"| `{cid}` | {_cell(statement)} | {_cell(where)} | {impl} | {_cell(status)} |")
     lines.append("")
     if check_docs := [reg[i] for i in ids if i in reg]:
