@@ -4,6 +4,7 @@ from ._barycenter import KLBarycenter as KLBarycenter
 from ._barycenter import barycenter as barycenter
 from ._barycenter import gaussian_barycenter_params as gaussian_barycenter_params
 from ._barycenter import gaussian_log_normalizer as gaussian_log_normalizer
+from ._process import barycenter_sampler_terminal_law as barycenter_sampler_terminal_law
 from ._frank_wolfe import FrankWolfeResult as FrankWolfeResult
 from ._frank_wolfe import frank_wolfe as frank_wolfe
 from ._frank_wolfe import paper_step as paper_step
@@ -17,4 +18,4 @@ from ._vanilla import vanilla_fusion as vanilla_fusion
 __all__ = ["barycenter", "KLBarycenter", "gaussian_barycenter_params", "gaussian_log_normalizer",
            "frank_wolfe", "FrankWolfeResult", "paper_step", "standard_step", "vanilla_fusion",
            "VanillaFusionResult", "FusionObjective", "gaussian_log_ref_moments",
-           "gaussian_log_ref_expectations"]
+           "gaussian_log_ref_expectations", "barycenter_sampler_terminal_law"]
