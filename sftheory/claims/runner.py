@@ -58,6 +58,17 @@ def run_check(check: Check, ctx: Context) -> Record:
     return rec
 
 
+def run_claim(claim_id: str, *, quick: bool = True, seed: int = 0, out_dir=None) -> Record:
+    """Run the one registered check ``claim_id`` (figures only if ``out_dir`` is given) and return
+    its record: ``run_claim("os.prop32").verdict``. Raises KeyError for an unknown id."""
+    from .registry import load_all
+
+    check = load_all().get(claim_id)
+    if check is None:
+        raise KeyError(f"no check is registered for {claim_id!r} (see `sftheory list`)")
+    return run_check(check, Context(quick=quick, seed=seed, out_dir=out_dir))
+
+
 def prepare_out(out: str | Path) -> Path:
     """Create the report directory (parents too) and prove it writable, or raise OutputError."""
     out = Path(out)

@@ -14,11 +14,11 @@ from sftheory.claims import Context, run_check, select
 from sftheory.claims.checks import os_bounds as OB
 from sftheory.claims.verdicts import within
 from sftheory.theory import bounds, gaussian_nd, odesde
+from sftheory.claims.runner import run_claim
 
 
 def _run(cid):
-    (check,) = [c for c in select(cid) if c.id == cid]
-    return run_check(check, Context(quick=True, seed=0, out_dir=None)).to_json()
+    return run_claim(cid).to_json()
 
 
 @pytest.fixture(scope="module")

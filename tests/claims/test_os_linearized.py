@@ -11,14 +11,14 @@ from sftheory.claims import Context, run_check, select
 from sftheory.claims.checks import os_linearized as check_mod
 from sftheory.models.path import MixturePath
 from sftheory.theory import linearized
+from sftheory.claims.runner import run_claim
 
 # a smaller configuration for the planted-error runs (same check function, fewer cases)
 SMALL = {"sigmas": (0.5,), "gaussian": [(1.0, 1), (0.0, 3)], "mixture": [(1.0, 5)]}
 
 
 def _run(cid="os.prop32"):
-    (check,) = [c for c in select(cid) if c.id == cid]
-    return run_check(check, Context(quick=True, seed=0, out_dir=None)).to_json()
+    return run_claim(cid).to_json()
 
 
 def _closed_form_L(sigma0, T, h):

@@ -14,13 +14,12 @@ import pytest
 from sftheory.claims.checks import os_mixtures as om
 from sftheory.claims.record import Context
 from sftheory.claims.registry import select
-from sftheory.claims.runner import run_check
+from sftheory.claims.runner import run_check, run_claim
 from sftheory.theory import odesde
 
 
 def _run(cid):
-    (check,) = [c for c in select(cid) if c.id == cid]
-    return run_check(check, Context(quick=True, seed=0, out_dir=None)).to_json()
+    return run_claim(cid).to_json()
 
 
 @pytest.fixture

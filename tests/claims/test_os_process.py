@@ -10,12 +10,11 @@ import pytest
 from sftheory.claims.checks import os_process as op
 from sftheory.claims.record import Context
 from sftheory.claims.registry import select
-from sftheory.claims.runner import run_check
+from sftheory.claims.runner import run_check, run_claim
 
 
 def _run(cid):
-    (check,) = [c for c in select(cid) if c.id == cid]
-    return run_check(check, Context(quick=True, seed=0, out_dir=None)).to_json()
+    return run_claim(cid).to_json()
 
 
 def test_gaussian_moments_see_a_0_1_percent_drift_error():

@@ -15,11 +15,11 @@ from sftheory.processes import VP
 from sftheory.samplers import _core as samplers_core
 from sftheory.samplers import sample_euler_maruyama, sample_exponential
 from sftheory.theory import odesde, symbolic
+from sftheory.claims.runner import run_claim
 
 
 def _run(cid):
-    (check,) = [c for c in select(cid) if c.id == cid]
-    return run_check(check, Context(quick=True, seed=0, out_dir=None)).to_json()
+    return run_claim(cid).to_json()
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from sftheory.models.base import Density
 from sftheory.models.path import MixturePath
 from sftheory.processes import VP
 from sftheory.processes._base import LinearSDE
+from sftheory.claims.runner import run_claim
 
 
 def _scale_score(factor):
@@ -180,8 +181,7 @@ CASES = [(plant, cid) for plant, (_, ids) in PLANTS.items() for cid in sorted(id
 
 
 def _run(cid):
-    (check,) = [c for c in select(cid) if c.id == cid]
-    return run_check(check, Context(quick=True, seed=0, out_dir=None))
+    return run_claim(cid)
 
 
 @pytest.mark.parametrize(("plant", "cid"), CASES, ids=[f"{p}-{c}" for p, c in CASES])

@@ -13,11 +13,11 @@ from sftheory import fusion
 from sftheory.claims import Context, run_check, select
 from sftheory.claims.checks import sf_process
 from sftheory.fusion import _process
+from sftheory.claims.runner import run_claim
 
 
 def _run(cid):
-    (check,) = [c for c in select(cid) if c.id == cid]
-    return run_check(check, Context(quick=True, seed=0, out_dir=None)).to_json()
+    return run_claim(cid).to_json()
 
 
 def _refuted(rec):

@@ -12,11 +12,11 @@ import pytest
 from sftheory.claims import Context, run_check, select
 from sftheory.claims.checks import sm_flows
 from sftheory.theory import smoothing_flow as sf
+from sftheory.claims.runner import run_claim
 
 
 def _run(cid):
-    (check,) = [c for c in select(cid) if c.id == cid]
-    return run_check(check, Context(quick=True, seed=0, out_dir=None)).to_json()
+    return run_claim(cid).to_json()
 
 
 def test_prop3_corrected_only_at_the_endpoint():
