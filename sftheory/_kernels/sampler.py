@@ -170,6 +170,23 @@ def _add_noise(xs, j, d, sig, noise, k, i, states):  # pragma: no cover
         xs[j, b] += sig * _normal(st)
 
 
+@njit(cache=True, inline="always")
+def _copy_rows(src, src_start, dst, dst_start, nb, d):  # pragma: no cover
+    """dst[dst_start + j] = src[src_start + j] for j < nb (a block of particles in or out)."""
+    for j in range(nb):
+        for b in range(d):
+            dst[dst_start + j, b] = src[src_start + j, b]
+
+
+@njit(cache=True, inline="always")
+def _advance(xs, j, d, a, be, acc, sig, noise, k, i, states):  # pragma: no cover
+    """One step of particle j: x <- a x + be S(x) (+ sig xi), S(x) already in acc."""
+    for b in range(d):
+        xs[j, b] = a * xs[j, b] + be * acc[b]
+    if sig > 0.0:
+        _add_noise(xs, j, d, sig, noise, k, i, states)
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def loop_iso(x, alpha, beta, sigma, m_s, inv_s, lnorm_s, means, lam, noise, states, nthreads):  # pragma: no cover
     """Run steps k = 0..S-1 on x (N, d) in place (isotropic components)."""
@@ -184,22 +201,15 @@ def loop_iso(x, alpha, beta, sigma, m_s, inv_s, lnorm_s, means, lam, noise, stat
         for blk in range(tid, nblocks, nthreads):
             start = blk * PBLOCK
             nb = min(start + PBLOCK, n) - start
-            for j in range(nb):
-                for b in range(d):
-                    xs[j, b] = x[start + j, b]
+            _copy_rows(x, start, xs, 0, nb, d)
             for k in range(n_steps):
                 a, be, sig, m = alpha[k], beta[k], sigma[k], m_s[k]
                 inv, lnorm = inv_s[k], lnorm_s[k]
                 for j in range(nb):
                     xi = xs[j]
                     _iso_point(xi, m, means, lam, inv, lnorm, False, lp, acc)
-                    for b in range(d):
-                        xs[j, b] = a * xi[b] + be * acc[b]
-                    if sig > 0.0:
-                        _add_noise(xs, j, d, sig, noise, k, start + j, states)
-            for j in range(nb):
-                for b in range(d):
-                    x[start + j, b] = xs[j, b]
+                    _advance(xs, j, d, a, be, acc, sig, noise, k, start + j, states)
+            _copy_rows(xs, 0, x, start, nb, d)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -222,9 +232,7 @@ def loop_full(x, alpha, beta, sigma, m_s, inv_s, coef_s, lnorm_s, means_t, rot_t
         for blk in range(tid, nblocks, nthreads):
             start = blk * PBLOCK
             nb = min(start + PBLOCK, n) - start
-            for j in range(nb):
-                for b in range(d):
-                    xs[j, b] = x[start + j, b]
+            _copy_rows(x, start, xs, 0, nb, d)
             for k in range(n_steps):
                 a, be, sig, m = alpha[k], beta[k], sigma[k], m_s[k]
                 inv, coef, lnorm = inv_s[k], coef_s[k], lnorm_s[k]
@@ -232,13 +240,8 @@ def loop_full(x, alpha, beta, sigma, m_s, inv_s, coef_s, lnorm_s, means_t, rot_t
                     xi = xs[j]
                     _full_point(xi, m, 1.0, False, means_t, rot_t, lam_t, logw, False, inv, coef,
                                 lnorm, rdet, diff, y, lp, qk, tmp, acc)
-                    for b in range(d):
-                        xs[j, b] = a * xi[b] + be * acc[b]
-                    if sig > 0.0:
-                        _add_noise(xs, j, d, sig, noise, k, start + j, states)
-            for j in range(nb):
-                for b in range(d):
-                    x[start + j, b] = xs[j, b]
+                    _advance(xs, j, d, a, be, acc, sig, noise, k, start + j, states)
+            _copy_rows(xs, 0, x, start, nb, d)
 
 
 class StepLoop:
