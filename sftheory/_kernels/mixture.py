@@ -16,7 +16,8 @@ or underflows for t = 1e-8, |x| = 1e4 or 1e5 components. When every term overflo
 distance, compared in a scaled form, and log p = -inf: the score is still finite and right.
 All arithmetic is float64 (a float32 input is widened on load and its outputs rounded once).
 Components with zero weight are dropped by the caller. ``fastmath`` stays off: these kernels
-verify claims.
+verify claims. The weights exp(l_k - max) use :func:`~sftheory._kernels.fastexp.exp_weight`
+(within 1.3 ulp of exp, vectorizable; weights below e^-708 relative to the largest are 0).
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ import math
 import numba
 import numpy as np
 from numba import njit, prange
+
+from .fastexp import exp_weight
 
 BLOCK = 256  # points per block; each thread walks its blocks with one set of scratch arrays
 PARALLEL_MIN_WORK = 1 << 16  # N*K*d below which one thread is faster than waking the pool
@@ -146,7 +149,7 @@ def _full_point(xi, m, v, per_point, means_t, rot_t, lam_t, logw, posterior, inv
     tot = 0.0
     if per_point:
         for k in range(k_count):
-            lp[k] = math.exp(lp[k] - mx) * rdet[k]  # the unnormalized weight
+            lp[k] = exp_weight(lp[k] - mx) * rdet[k]  # the unnormalized weight
             tot += lp[k]
         if not (tot > 1e-280 and tot < 1e280):
             # determinant factors out of range: the log-domain route for this point
@@ -158,11 +161,11 @@ def _full_point(xi, m, v, per_point, means_t, rot_t, lam_t, logw, posterior, inv
                     mx = lp[k]
             tot = 0.0
             for k in range(k_count):
-                lp[k] = math.exp(lp[k] - mx)
+                lp[k] = exp_weight(lp[k] - mx)
                 tot += lp[k]
     else:
         for k in range(k_count):
-            lp[k] = math.exp(lp[k] - mx)  # now the unnormalized weight
+            lp[k] = exp_weight(lp[k] - mx)  # now the unnormalized weight
             tot += lp[k]
     # sum_k w_k (off_k + Q_k diag(coef_k) y_k), one output coordinate at a time
     for a in range(d):
@@ -288,7 +291,7 @@ def _iso_point(xi, m, means, lam, inv, lnorm, posterior, lp, acc):  # pragma: no
         return -np.inf
     tot = 0.0
     for k in range(k_count):  # a clean loop: exp vectorizes
-        lp[k] = math.exp(lp[k] - mx)
+        lp[k] = exp_weight(lp[k] - mx)
     for k in range(k_count):
         tot += lp[k]
     for k in range(k_count):
@@ -304,6 +307,66 @@ def _iso_point(xi, m, means, lam, inv, lnorm, posterior, lp, acc):  # pragma: no
     for b in range(d):
         acc[b] /= tot
     return mx + math.log(tot)
+
+
+BLOCK_MAX_COMPONENTS = 32  # the block form keeps (K, nb) weights in L1; beyond, _iso_point
+
+
+@njit(cache=True, inline="always")
+def _iso_block_score(xt, nb, m, means, lam, inv, lnorm, lp, mxv, tot, acc, row, acc1):  # pragma: no cover
+    """The score of :func:`_iso_point` (posterior off) at nb points at once, particle-minor.
+
+    xt (d, >= nb) holds the points as columns; lp (K, >= nb), mxv, tot (>= nb) and acc (d, >= nb)
+    are scratch/output (acc receives the scores); row, acc1 (d,) scratch for the rare points whose
+    every term overflows, which go through :func:`_iso_point` itself. The operations and their
+    order per point are those of :func:`_iso_point`, so the two agree bit for bit (tested); only
+    the loop nest differs: the innermost loop runs over points, so it compiles to SIMD code (the
+    weights through :func:`~sftheory._kernels.fastexp.exp_weight`). For K <=
+    :data:`BLOCK_MAX_COMPONENTS` (few components, many points: the samplers' step loop)."""
+    d = xt.shape[0]
+    k_count = means.shape[0]
+    for j in range(nb):
+        mxv[j] = -np.inf
+    for k in range(k_count):
+        for j in range(nb):
+            tot[j] = 0.0  # q, the squared distance, accumulated over coordinates
+        for b in range(d):
+            mu = m * means[k, b]
+            for j in range(nb):
+                r = xt[b, j] - mu
+                tot[j] += r * r
+        ln, ik = lnorm[k], inv[k]
+        for j in range(nb):
+            val = ln - 0.5 * tot[j] * ik
+            lp[k, j] = val
+            mxv[j] = val if val > mxv[j] else mxv[j]
+    for k in range(k_count):
+        for j in range(nb):
+            lp[k, j] = exp_weight(lp[k, j] - mxv[j])
+    for j in range(nb):
+        tot[j] = 0.0
+    for k in range(k_count):
+        for j in range(nb):
+            tot[j] += lp[k, j]
+    for b in range(d):
+        for j in range(nb):
+            acc[b, j] = 0.0
+    for k in range(k_count):
+        cm = -inv[k]
+        for b in range(d):
+            mu = m * means[k, b]
+            for j in range(nb):
+                acc[b, j] += lp[k, j] * (cm * (xt[b, j] - mu))
+    for b in range(d):
+        for j in range(nb):
+            acc[b, j] /= tot[j]
+    for j in range(nb):
+        if mxv[j] == -np.inf:  # every term overflowed (|x| ~ 1e155): the point-wise fallback
+            for b in range(d):
+                row[b] = xt[b, j]
+            _iso_point(row, m, means, lam, inv, lnorm, False, lp[:, j].copy(), acc1)
+            for b in range(d):
+                acc[b, j] = acc1[b]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

@@ -27,7 +27,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .mixture import _full_coefs, _full_point, _iso_coefs, _iso_point
+from .mixture import (BLOCK_MAX_COMPONENTS, _full_coefs, _full_point, _iso_block_score, _iso_coefs,
+                      _iso_point)
 
 PBLOCK = 64  # particles per block: their state stays in L1 while the step constants stream
 _INV_2_53 = 1.0 / 9007199254740992.0
@@ -213,6 +214,54 @@ def loop_iso(x, alpha, beta, sigma, m_s, inv_s, lnorm_s, means, lam, noise, stat
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
+def loop_iso_block(x, alpha, beta, sigma, m_s, inv_s, lnorm_s, means, lam, noise, states,
+                   nthreads):  # pragma: no cover
+    """:func:`loop_iso` for few components (K <= BLOCK_MAX_COMPONENTS), particle-minor: a block's
+    coordinates are the rows of xt (d, PBLOCK), so the score (:func:`_iso_block_score`) and the
+    update vectorize over particles. Same arithmetic per particle and the same random stream
+    (particle i at step k draws coordinates 0..d-1 in order) as :func:`loop_iso`."""
+    n, d = x.shape
+    k_count = means.shape[0]
+    n_steps = alpha.shape[0]
+    nblocks = (n + PBLOCK - 1) // PBLOCK
+    given = noise.shape[0] > 0
+    for tid in prange(nthreads):
+        xt = np.empty((d, PBLOCK))
+        lp = np.empty((k_count, PBLOCK))
+        mxv = np.empty(PBLOCK)
+        tot = np.empty(PBLOCK)
+        acc = np.empty((d, PBLOCK))
+        row = np.empty(d)
+        acc1 = np.empty(d)
+        for blk in range(tid, nblocks, nthreads):
+            start = blk * PBLOCK
+            nb = min(start + PBLOCK, n) - start
+            for j in range(nb):
+                for b in range(d):
+                    xt[b, j] = x[start + j, b]
+            for k in range(n_steps):
+                a, be, sig, m = alpha[k], beta[k], sigma[k], m_s[k]
+                _iso_block_score(xt, nb, m, means, lam, inv_s[k], lnorm_s[k], lp, mxv, tot, acc,
+                                 row, acc1)
+                for b in range(d):
+                    for j in range(nb):
+                        xt[b, j] = a * xt[b, j] + be * acc[b, j]
+                if sig > 0.0:
+                    if given:
+                        for b in range(d):
+                            for j in range(nb):
+                                xt[b, j] += sig * noise[k, start + j, b]
+                    else:
+                        for j in range(nb):
+                            st = states[start + j]
+                            for b in range(d):
+                                xt[b, j] += sig * _normal(st)
+            for j in range(nb):
+                for b in range(d):
+                    x[start + j, b] = xt[b, j]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
 def loop_full(x, alpha, beta, sigma, m_s, inv_s, coef_s, lnorm_s, means_t, rot_t, lam_t, logw,
               noise, states, nthreads):  # pragma: no cover
     """Run steps k = 0..S-1 on x (N, d) in place (full covariances, component-minor layout)."""
@@ -269,8 +318,9 @@ class StepLoop:
         if kind == "iso":
             _, means, lam, logw, equal = self.layout
             inv, lnorm = step_constants_iso(m_s, v_s, d, lam, logw, equal)
-            loop_iso(self.x, alpha, beta, sigma, m_s, inv, lnorm, means, lam, noise, self.states,
-                     nthreads)
+            loop = loop_iso_block if means.shape[0] <= BLOCK_MAX_COMPONENTS else loop_iso
+            loop(self.x, alpha, beta, sigma, m_s, inv, lnorm, means, lam, noise, self.states,
+                 nthreads)
         else:
             _, means_t, rot_t, lam_t, logw = self.layout
             inv, coef, lnorm = step_constants_full(m_s, v_s, lam_t, logw)
