@@ -111,6 +111,7 @@ PAPER_VERDICTS = {"os.table3": "refuted", "os.prop34": "confirmed", "os.prop35":
                   "sm.rate": "corrected", "sm.A1": "corrected", "sm.A3": "confirmed",
                   "sm.prop3": "corrected", "sm.eq17": "corrected", "sm.eq13": "confirmed",
                   "sm.lemma4": "confirmed", "sm.cor5": "confirmed", "sm.prop6": "corrected",
+                  "sm.fig1": "confirmed", "sm.fig3": "confirmed",
                   "sf.thm1": "confirmed", "sf.lemma1": "confirmed", "sf.prop1": "confirmed",
                   "sf.remark2": "confirmed", "sf.alg2": "corrected", "sf.lemma6": "corrected",
                   "sf.thm2": "corrected"}
