@@ -142,6 +142,15 @@ def _fused_update(logits, yn, half, mx, sm, alpha):  # pragma: no cover
         mx[i] = new
 
 
+def _tracks_grad(*ts) -> bool:
+    """Whether autograd records operations on any of these tensors (then the out-of-place tiler
+    of :func:`lse_average` runs; the augmented-GEMM tiler works in place)."""
+    import torch
+
+    return torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad
+                                           for t in ts)
+
+
 def _rows(q, lo, hi):
     return q if isinstance(q, float) else q[lo:hi]
 
@@ -149,7 +158,7 @@ def _rows(q, lo, hi):
 @source("SM", "Sec. 2, eq. (14) (softmax over the training points), online log-sum-exp",
         "sm.esf", "core.models.tweedie")
 def lse_average(nx, x, keys, a, w, *, form: str, budget_bytes: int = DEFAULT_BUDGET_BYTES,
-                sqnorms=None):
+                sqnorms=None, precision: str = "exact"):
     r"""(:math:`\operatorname{logsumexp}_j -|x_i - a_i y_j|^2 / 2w_i` (N,),
     :math:`\bar y_i = \sum_j \operatorname{softmax}_j(\cdot)\, y_j` (N, d)) for queries ``x`` (N, d)
     and points ``keys`` (n, d), tile by tile with an online log-sum-exp.
@@ -162,6 +171,10 @@ def lse_average(nx, x, keys, a, w, *, form: str, budget_bytes: int = DEFAULT_BUD
     """
     if form not in ("expanded", "diff"):
         raise ValueError(f"form must be 'expanded' or 'diff', got {form!r}")
+    if nx.is_torch and form == "expanded" and not _tracks_grad(x, keys, a, w):
+        # torch without autograd: the augmented-GEMM tiler (bias and weight sums inside the GEMMs)
+        return lse_average_torch(x, keys, a, w, sqnorms=sqnorms, precision=precision,
+                                 budget_bytes=budget_bytes)
     n_q, d = x.shape
     n_k = keys.shape[0]
     per_row = not isinstance(a, float)
@@ -283,7 +296,7 @@ def check_budget(budget_bytes):
 @source("SM", "Sec. 2; eq. (6), (14), (19)", "sm.esf", "core.models.tweedie")
 def evaluate_empirical(nx, x, m, v, posterior: bool, store, *, form: str = "auto",
                        budget_bytes: int | None = None, tol: float | None = None,
-                       engine: str = "auto"):
+                       engine: str = "auto", precision: str = "exact"):
     r"""(log p (N,), score or posterior mean (N, d)) of the isotropic mixture
     :math:`\frac1n\sum_j \mathcal N(m s\, y_j, (m^2 var0 + v) I)` at points x (N, d) (validated,
     backend ``nx``), (m, v) floats or (N,) numpy arrays with m^2 var0 + v > 0.
@@ -296,9 +309,26 @@ def evaluate_empirical(nx, x, m, v, posterior: bool, store, *, form: str = "auto
     run the numba kernel unless ``form`` is forced. ``engine``: "auto" runs CPU torch tensors
     (no autograd) through the numpy route on zero-copy views (BLAS + the fused numba pass, same
     results as numpy inputs) and other devices through torch ops; "torch" forces torch ops.
+    ``precision``: "exact" (default) or an opt-in fast GEMM precision of
+    :func:`lse_average_torch` ("tf32", "fp16", "bf16"; torch tensors without autograd, every
+    query in the expanded form, float32 arithmetic, outputs in x's dtype; their error against
+    float64 is measured by benchmarks/bench_gpu.py).
     """
     if engine not in ("auto", "torch"):
         raise ValueError(f"engine must be 'auto' or 'torch', got {engine!r}")
+    if precision not in TORCH_PRECISIONS:
+        raise ValueError(f"precision must be one of {TORCH_PRECISIONS}, got {precision!r}")
+    if precision != "exact":
+        # opt-in fast GEMMs (torch only): every query in the expanded form, float32 arithmetic
+        if not nx.is_torch:
+            raise ValueError(f"precision={precision!r} needs torch tensors (numpy inputs are "
+                             f"always exact)")
+        if form == "diff":
+            raise ValueError(f"precision={precision!r} runs the expanded (GEMM) form; "
+                             f"form='diff' is exact only")
+        if x.requires_grad:
+            raise ValueError(f"precision={precision!r} has no autograd; use precision='exact'")
+        engine, form = "torch", "expanded"
     if nx.is_torch and engine == "auto" and x.device.type == "cpu" and not x.requires_grad:
         from ..backend import get_backend
 
@@ -308,19 +338,25 @@ def evaluate_empirical(nx, x, m, v, posterior: bool, store, *, form: str = "auto
         return nx.torch.from_numpy(lp), nx.torch.from_numpy(vec)
     if form not in ("auto", "expanded", "diff"):
         raise ValueError(f"form must be 'auto', 'expanded' or 'diff', got {form!r}")
-    budget = DEFAULT_BUDGET_BYTES if budget_bytes is None else check_budget(budget_bytes)
+    if budget_bytes is None:
+        accel = nx.is_torch and x.device.type != "cpu"
+        budget = DEFAULT_BUDGET_BYTES_ACCEL if accel else DEFAULT_BUDGET_BYTES
+    else:
+        budget = check_budget(budget_bytes)
     # |x|^2 = inf far away (|x| ~ 1e155) is handled: such rows take the difference form and the
     # nearest-point limit; 0 * inf of rows that did not overflow is discarded
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _evaluate(nx, x, m, v, posterior, store, form, budget, tol)
+        return _evaluate(nx, x, m, v, posterior, store, form, budget, tol, precision)
 
 
-def _evaluate(nx, x, m, v, posterior, store, form, budget, tol):
+def _evaluate(nx, x, m, v, posterior, store, form, budget, tol, precision="exact"):
     n_q, d = x.shape
     s, var0 = store.scale, store.var0
     per_row = not isinstance(m, float)
     cpu = not nx.is_torch or x.device.type == "cpu"
     cdt = (np.float64 if not nx.is_torch else nx.torch.float64) if cpu else x.dtype
+    if precision != "exact":
+        cdt = nx.torch.float32
     xc = x if x.dtype == cdt else (x.to(cdt) if nx.is_torch else x.astype(cdt))
     if per_row:
         m_np = np.asarray(m, dtype=np.float64)
@@ -358,7 +394,7 @@ def _evaluate(nx, x, m, v, posterior, store, form, budget, tol):
         ai = a if not per_row or whole else a[idx]
         wi = w if not per_row or whole else w[idx]
         l_, y_ = lse_average(nx, xi, keys, ai, wi, form=f, budget_bytes=budget,
-                             sqnorms=sqn if f == "expanded" else None)
+                             sqnorms=sqn if f == "expanded" else None, precision=precision)
         if f == "expanded":  # back to the logits of the difference form
             l_ = l_ - nx.sum(xi * xi, axis=1) * (0.5 / wi)
         if whole:
@@ -455,3 +491,302 @@ class EmpiricalStore:
         if posterior and self.scale != 1.0:
             vec = vec * np.asarray(self.scale, dtype=vec.dtype)
         return lp, vec
+
+
+# ---- torch at scale: augmented GEMMs, online log-sum-exp, fast (half / SDPA) routes -------------
+#: Working-memory bound on an accelerator when the caller gives none: 1 GiB (a B = 4096 query
+#: chunk and a 2048-point tile in float64 need ~180 MiB; more room only lengthens the tiles).
+DEFAULT_BUDGET_BYTES_ACCEL = 2**30
+#: Points per tile on an accelerator: a 4096 x 2048 float64 logit tile is 64 MiB, about the L2
+#: cache of an H100/H200, so the elementwise passes between the two GEMMs stay on chip (the
+#: benchmark sweeps this).
+KEY_BLOCK_ACCEL = 2048
+#: Precisions of :func:`lse_average_torch`: "exact" (x's dtype, TF32 off), "tf32" (float32 with
+#: TF32 tensor-core GEMMs), "fp16" / "bf16" (half-precision GEMM inputs, float32 logits and
+#: accumulators). The SDPA route is :func:`posterior_average_sdpa`.
+TORCH_PRECISIONS = ("exact", "tf32", "fp16", "bf16")
+
+
+def _pad8(n: int) -> int:
+    return (n + 7) // 8 * 8
+
+
+class tf32_matmul:
+    """Context manager: TF32 tensor-core matmuls on (True) or off (False) inside, the previous
+    setting restored after. Uses ``torch.backends.cuda.matmul.fp32_precision`` when the installed
+    torch has it (mixing it with the legacy ``allow_tf32`` flag raises in torch >= 2.9), else
+    ``allow_tf32``."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = bool(enabled)
+
+    def __enter__(self):
+        import torch
+
+        mm = torch.backends.cuda.matmul
+        if hasattr(mm, "fp32_precision"):
+            self._attr, self._old = "fp32_precision", mm.fp32_precision
+            mm.fp32_precision = "tf32" if self.enabled else "ieee"
+        else:  # pragma: no cover - torch < 2.9
+            self._attr, self._old = "allow_tf32", mm.allow_tf32
+            mm.allow_tf32 = self.enabled
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        setattr(torch.backends.cuda.matmul, self._attr, self._old)
+        return False
+
+
+_MM_OUT_DTYPE_OK = {}
+
+
+def _mm32(a, b):
+    """a @ b with half inputs and a float32 result: ``torch.mm(..., out_dtype=float32)`` (fp32
+    accumulation, one rounding of the output) where the device has it (CUDA), else the same
+    product of the rounded inputs upcast to float32 (CPU: tests)."""
+    import torch
+
+    dev = a.device.type
+    if _MM_OUT_DTYPE_OK.get(dev, True):
+        try:
+            return torch.mm(a, b, out_dtype=torch.float32)
+        except (TypeError, RuntimeError, NotImplementedError):
+            _MM_OUT_DTYPE_OK[dev] = False
+    return torch.mm(a.float(), b.float())
+
+
+def _f64(t):
+    """float -> float; tensor -> float64 tensor."""
+    return t.to(__import__("torch").float64) if hasattr(t, "to") else float(t)
+
+
+def _split(val, dt, device):
+    """(head, residual) of float64 ``val`` (float or tensor) in dtype ``dt``: head + residual
+    carries ~eps_dt^2 relative error (the residual is 0 in float64)."""
+    import torch
+
+    if not isinstance(val, torch.Tensor):  # a float: split on the host (no device tensor)
+        hi = float(torch.tensor(float(val), dtype=torch.float64).to(dt))
+        return hi, float(torch.tensor(float(val) - hi, dtype=torch.float64).to(dt))
+    v = val.to(device=device, dtype=torch.float64)
+    hi = v.to(dt)
+    return hi, (v - hi.to(torch.float64)).to(dt)
+
+
+def _tiles_torch(n_q, n_k, d_aug, itemsize, budget_bytes, key_block):
+    """(query chunk, point tile) of :func:`lse_average_torch` within ``budget_bytes``: per query
+    the augmented scaled query and the accumulator (2 d_aug) plus stats; per point the augmented
+    tile (and its half copy) and the float64 copy and square of the tile for the norms; per pair
+    the logit tile and one temporary (half copy)."""
+    per_q = (2 * d_aug + 8) * itemsize
+    per_k = 2 * d_aug * itemsize + 2 * (d_aug + 8) * 8  # + float64 copy and square for |y|^2
+    per_qk = 2 * itemsize
+    need = per_q + per_k + per_qk
+    if budget_bytes < need:
+        raise ValueError(f"budget_bytes={budget_bytes} is too small for one row: one query against "
+                         f"one point needs {need} bytes (augmented dimension {d_aug})")
+    bk = max(1, min(n_k, key_block))
+    while bk > 1 and (budget_bytes - bk * per_k) // (per_q + bk * per_qk) < min(n_q, QUERY_MIN):
+        bk = max(1, bk // 2)
+    bq = (budget_bytes - bk * per_k) // (per_q + bk * per_qk)
+    return max(1, min(n_q, int(bq))), bk
+
+
+@source("SM", "Sec. 2, eq. (14) (softmax over the training points), online log-sum-exp",
+        "sm.esf", "core.models.tweedie")
+def lse_average_torch(x, keys, a, w, *, sqnorms=None, precision: str = "exact",
+                      budget_bytes: int | None = None, key_block: int | None = None):
+    r"""The expanded-form :func:`lse_average` for torch tensors on any device, as two GEMMs per
+    tile with the bias folded in: augmented queries :math:`[(a_i/w_i) x_i,\ h_i,\ h_i,\ l_i,\ 0]`
+    and points :math:`[y_j,\ H_j,\ L_j,\ H_j,\ 1]` (zero-padded to a multiple of 8 columns), where
+    :math:`-a_i^2/2w_i = h_i + l_i` and :math:`|y_j|^2 = H_j + L_j` are split (in float64) into a
+    head in the GEMM dtype and its rounding residual (0 in float64; in float32 / half precision
+    the norm term keeps ~eps^2 relative error instead of eps). One product gives the logits
+    :math:`\ell_{ij} + |x_i|^2/2w_i`, and the second, :math:`E` times the augmented points, the
+    weighted sum of the points and (column d + 3) the sum of the weights: per tile one GEMM, a
+    row max, one in-place ``sub``/``exp``, one GEMM with
+    accumulation ([SM] eq. (14); online log-sum-exp as in flash attention).
+
+    Returns (logsumexp of the expanded logits (N,), :math:`\bar y` (N, d)) as :func:`lse_average`
+    (the caller subtracts |x|^2/2w). Memory: queries in chunks and points in tiles so that the
+    working set stays under ``budget_bytes`` (:data:`DEFAULT_BUDGET_BYTES_ACCEL` on accelerators,
+    :data:`DEFAULT_BUDGET_BYTES` on CPU); nothing of size N x n is formed.
+
+    ``precision``: "exact" (arithmetic in x's dtype, TF32 forced off and restored), "tf32"
+    (float32 x; TF32 GEMMs), "fp16" / "bf16" (inputs rounded to half precision, float32 logits,
+    sums and outputs; rounding of every logit ~ eps_half sqrt(d) (|x| + a ymax)^2 / 2w). The
+    fast precisions return float32; callers measure their error against float64.
+    """
+    import torch
+
+    if precision not in TORCH_PRECISIONS:
+        raise ValueError(f"precision must be one of {TORCH_PRECISIONS}, got {precision!r}")
+    if not isinstance(x, torch.Tensor) or not isinstance(keys, torch.Tensor):
+        raise TypeError("x and keys must be torch tensors")
+    if x.ndim != 2 or keys.ndim != 2 or keys.shape[1] != x.shape[1]:
+        raise ValueError(f"x must be (N, d) and keys (n, d) with the same d, got "
+                         f"{tuple(x.shape)}, {tuple(keys.shape)}")
+    if keys.device != x.device:
+        raise ValueError(f"keys are on {keys.device} but x is on {x.device}")
+    if x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"x must be float32 or float64, got {x.dtype}")
+    if precision == "tf32" and x.dtype != torch.float32:
+        raise TypeError(f"precision='tf32' needs float32 x, got {x.dtype}")
+    n_q, d = x.shape
+    n_k = keys.shape[0]
+    accel = x.device.type != "cpu"
+    if budget_bytes is None:
+        budget_bytes = DEFAULT_BUDGET_BYTES_ACCEL if accel else DEFAULT_BUDGET_BYTES
+    budget = check_budget(budget_bytes)
+    if key_block is None:
+        key_block = KEY_BLOCK_ACCEL if accel else KEY_BLOCK
+    half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+    cdt = torch.float32 if half is not None else x.dtype  # logits / sums / outputs
+    gdt = half if half is not None else x.dtype  # GEMM inputs
+    d_aug = _pad8(d + 4)
+    bq, bk = _tiles_torch(n_q, n_k, d_aug, x.element_size(), budget, int(key_block))
+    per_row = any(isinstance(t, torch.Tensor) and t.ndim == 1 for t in (a, w))
+    if per_row:  # one (a, w) per query: both as (N,) tensors on x's device
+        a, w = (t.to(device=x.device, dtype=torch.float64).expand(n_q)
+                if isinstance(t, torch.Tensor) else
+                torch.full((n_q,), float(t), dtype=torch.float64, device=x.device)
+                for t in (a, w))
+    lse_parts, avg_parts = [], []
+    with tf32_matmul(precision == "tf32"):
+        for q0 in range(0, n_q, bq):
+            q1 = min(n_q, q0 + bq)
+            xq = x[q0:q1].to(cdt)
+            aq = a[q0:q1].to(cdt) if per_row else a
+            wq = w[q0:q1].to(cdt) if per_row else w
+            coef = aq / wq
+            qa = torch.zeros((q1 - q0, d_aug), dtype=gdt, device=x.device)
+            qa[:, :d] = xq * (coef[:, None] if per_row else coef)
+            hq, lq = _split(-0.5 * _f64(aq) * _f64(aq) / _f64(wq), gdt, x.device)
+            qa[:, d], qa[:, d + 1], qa[:, d + 2] = hq, hq, lq
+            qg = qa
+            mx = torch.full((q1 - q0,), -math.inf, dtype=cdt, device=x.device)
+            acc = torch.zeros((q1 - q0, d_aug), dtype=cdt, device=x.device)
+            for k0 in range(0, n_k, bk):
+                k1 = min(n_k, k0 + bk)
+                yc = keys[k0:k1]
+                kg = torch.zeros((k1 - k0, d_aug), dtype=gdt, device=x.device)
+                kg[:, :d] = yc
+                if sqnorms is not None and sqnorms.dtype == torch.float64:
+                    nrm = sqnorms[k0:k1]
+                else:
+                    y64 = yc.to(torch.float64)
+                    nrm = (y64 * y64).sum(1)
+                hk, lk = _split(nrm, gdt, x.device)
+                kg[:, d], kg[:, d + 1], kg[:, d + 2] = hk, lk, hk
+                kg[:, d + 3] = 1.0
+                logits = _mm32(qg, kg.T) if half is not None else torch.mm(qg, kg.T)
+                new = torch.maximum(mx, torch.amax(logits, dim=1))
+                safe = torch.where(torch.isfinite(new), new, torch.zeros_like(new))
+                alpha = torch.exp(mx - safe)
+                logits.sub_(safe[:, None])
+                logits.exp_()
+                acc.mul_(alpha[:, None])
+                if half is not None:
+                    acc.add_(_mm32(logits.to(gdt), kg))
+                else:
+                    acc.addmm_(logits, kg)
+                mx = new
+                del logits
+            sm = acc[:, d + 3]
+            lse_parts.append(mx + torch.log(sm))
+            avg_parts.append(acc[:, :d] / sm[:, None])
+    if len(lse_parts) == 1:
+        return lse_parts[0], avg_parts[0]
+    return torch.cat(lse_parts), torch.cat(avg_parts)
+
+
+#: Precisions of :func:`posterior_average_sdpa`.
+SDPA_PRECISIONS = ("fp16", "bf16", "fp32")
+
+
+def _sdpa_dtype(precision: str):
+    import torch
+
+    if precision not in SDPA_PRECISIONS:
+        raise ValueError(f"precision must be one of {SDPA_PRECISIONS}, got {precision!r}")
+    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+
+
+def prepare_sdpa_keys(keys, precision: str, *, center=None) -> dict:
+    """The key and value matrices of :func:`posterior_average_sdpa` for points ``keys`` (n, d):
+    k_j = [y'_j, H_j, L_j, H_j], v_j = [y'_j, 0, 0, 0] (zero-padded to a multiple of 8 columns),
+    y' = y - c with c the mean of the points (or ``center``), |y'|^2 = H + L split in float64."""
+    import torch
+
+    dt = _sdpa_dtype(precision)
+    n, d = keys.shape
+    d_aug = _pad8(d + 3)
+    k64 = keys.to(torch.float64)
+    c = k64.mean(0) if center is None else center.to(device=keys.device, dtype=torch.float64)
+    yc = k64 - c
+    hi, lo = _split((yc * yc).sum(1), dt, keys.device)
+    kk = torch.zeros((n, d_aug), dtype=dt, device=keys.device)
+    kk[:, :d] = yc.to(dt)
+    kk[:, d], kk[:, d + 1], kk[:, d + 2] = hi, lo, hi
+    vv = torch.zeros_like(kk)
+    vv[:, :d] = kk[:, :d]
+    return {"k": kk, "v": vv, "center": c, "precision": precision, "n": n}
+
+
+@source("SM", "Sec. 2, eq. (14): the posterior mean as attention softmax(q k^T) V",
+        "sm.esf", "core.models.tweedie")
+def posterior_average_sdpa(x, keys, a: float, w: float, *, precision: str = "fp16",
+                           center=None, query_block: int = 16384, prepared=None):
+    r"""Opt-in fast route: :math:`\bar y = \operatorname{softmax}_j(\ell)\,Y` as one
+    ``torch.nn.functional.scaled_dot_product_attention`` call per query block (fused attention:
+    nothing of size N x n is formed, memory O((N + n) d)).
+
+    With the points centred, :math:`y'_j = y_j - c`, :math:`x' = x - a c` (c the mean of the
+    points; the logits are unchanged: :math:`|x - a y_j| = |x' - a y'_j|`), the per-query
+    constant dropped and SDPA's ``scale`` = 1/w:
+
+    .. math::
+        \ell_j = \tfrac1w\Big(a\,x'\cdot y'_j - \tfrac{a^2}2 |y'_j|^2\Big)
+        = \tfrac1w\, q\cdot k_j,\quad q = [a x',\ h,\ h,\ l],\ k_j = [y'_j,\ H_j,\ L_j,\ H_j],
+
+    where :math:`-a^2/2 = h + l` and :math:`|y'_j|^2 = H_j + L_j` are split into a half-precision
+    head and its rounding residual, so the norm term keeps ~eps_half^2 relative error; columns
+    zero-padded to a multiple of 8 (alignment of the fused kernels). V = y' (padded); the output
+    is :math:`\bar y' + c`. ``precision``: "fp16", "bf16" or "fp32" (the fp32 SDPA kernels; TF32
+    where the kernel uses it). Returns :math:`\bar y` (N, d) in x's dtype; the error of every
+    logit is about eps_p sqrt(d) a |x'| |y'| / w (measured against float64 by the benchmark).
+    ``a``, ``w``: floats (one time for all queries). ``prepared``: the output of
+    :func:`prepare_sdpa_keys` for these keys and precision (the key side does not depend on the
+    time, so one preparation serves every (a, w)).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    dt = _sdpa_dtype(precision)
+    if keys.device != x.device:
+        raise ValueError(f"keys are on {keys.device} but x is on {x.device}")
+    if not (isinstance(w, float) and w > 0 and math.isfinite(w)) or not isinstance(a, float):
+        raise ValueError(f"a and w must be floats with w > 0, got a={a!r}, w={w!r}")
+    if prepared is None:
+        prepared = prepare_sdpa_keys(keys, precision, center=center)
+    elif prepared["precision"] != precision or prepared["n"] != keys.shape[0]:
+        raise ValueError("prepared keys were made for another precision or point set")
+    kk, vv, c = prepared["k"], prepared["v"], prepared["center"]
+    n_q, d = x.shape
+    d_aug = kk.shape[1]
+    # -a^2/2 = qh + ql, split on the host (Python floats: no device tensors, no sync)
+    qh = float(torch.tensor(-0.5 * a * a, dtype=torch.float64).to(dt))
+    ql = float(torch.tensor(-0.5 * a * a - qh, dtype=torch.float64).to(dt))
+    outs = []
+    for q0 in range(0, n_q, query_block):
+        xq = x[q0:q0 + query_block].to(torch.float64) - a * c
+        qq = torch.zeros((xq.shape[0], d_aug), dtype=dt, device=x.device)
+        qq[:, :d] = (a * xq).to(dt)
+        qq[:, d], qq[:, d + 1], qq[:, d + 2] = qh, qh, ql
+        o = F.scaled_dot_product_attention(qq[None, None], kk[None, None], vv[None, None],
+                                           scale=1.0 / w)[0, 0, :, :d]
+        outs.append(o.to(torch.float64) + c)
+    out = outs[0] if len(outs) == 1 else torch.cat(outs)
+    return out.to(x.dtype)

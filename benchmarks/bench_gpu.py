@@ -1,0 +1,603 @@
+"""Benchmark: torch at scale (issue 11) -- one run, side by side, with ratios and a JSON record.
+
+Sections (each in its own try/except: an error is recorded in the JSON and the run goes on):
+
+(d) ``peak``      -- the device's measured matmul peak in this run: an 8192^3 GEMM in float32
+                     (IEEE), TF32, float64 and bf16 (TFLOP/s = 2 n^3 / t); later sections print
+                     their fraction of it.
+(a) ``empirical`` -- empirical score / posterior mean, B = 4096 queries, n = 60000 points,
+                     d = 784 (uniform [0,1] "images"; queries a y + sqrt(w) z, a = 0.8, w = 4):
+                     naive torch (materialize the B x n logits, softmax, matmul) in float32,
+                     TF32, float64 vs ``lse_average_torch`` (augmented GEMMs, online LSE,
+                     bounded memory; point tiles swept) exact float32 / float64, its fast
+                     precisions (tf32, fp16, bf16) and the SDPA route
+                     (``posterior_average_sdpa`` fp16 / bf16 / fp32). TFLOP/s counts 4 B n d;
+                     error = max |ybar - ybar_float64| (data in [0, 1]); peak device memory per
+                     variant; plus one exact float32 run at n = 1e6 (memory bounded).
+(b) ``mixture``   -- mixture score, d = 2, K = 16 full covariances, N = 4M points: naive torch
+                     (the library's reference formula on torch tensors, (N, K, d) temporaries)
+                     vs ``torch_mixture.mixture_eval`` eager and through ``torch.compile``,
+                     float32 / float64; point-evaluations/s (one point's score over all K);
+                     error vs the numba kernel on 100k points.
+(c) ``sampling``  -- 1e6 particles x 1000 Euler-Maruyama steps of that mixture (OU, T = 3 ->
+                     0.01), float32, compiled step (falls back to eager with the reason
+                     recorded), noise drawn on the device; seconds, and eager for the ratio.
+(e) ``cpu``       -- the CPU numba paths at sizes that run in seconds: the mixture kernel, the
+                     numpy/BLAS empirical-score engine, the fused numba sampler; rates for the
+                     device / CPU ratios.
+
+Timing: CUDA events with ``torch.cuda.synchronize``, warm-ups, median of repeats (perf_counter on
+CPU). Compile time is reported separately and excluded. TF32 is set through
+``sftheory.models._esf_gemm.tf32_matmul`` (restored after).
+
+Run
+---
+    PYTHONPATH=. python benchmarks/bench_gpu.py --device cuda --out bench_gpu.json   # < 4 min
+    PYTHONPATH=. python benchmarks/bench_gpu.py --device cpu --small                 # < 60 s
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from sftheory._kernels import torch_mixture as tm  # noqa: E402
+from sftheory.models import _esf_gemm as eg  # noqa: E402
+
+T0 = time.perf_counter()
+
+
+#: Wall-clock budget (s) after which optional parts (eager sampling, the numba sampler) are
+#: skipped and recorded as such, so the whole run stays under ~4 minutes.
+SOFT_BUDGET_S = 190.0
+
+
+def over_budget() -> bool:
+    return time.perf_counter() - T0 > SOFT_BUDGET_S
+
+
+def log(msg):
+    print(f"[{time.perf_counter() - T0:7.1f}s] {msg}", flush=True)
+
+
+# ---- timing ----------------------------------------------------------------------------------
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def timeit(fn, dev, repeats=5, warmup=1):
+    """Median and all of ``repeats`` timed calls (after ``warmup`` untimed ones), seconds."""
+    for _ in range(warmup):
+        fn()
+    sync(dev)
+    ts = []
+    for _ in range(repeats):
+        if dev.type == "cuda":
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            b.synchronize()
+            ts.append(a.elapsed_time(b) / 1e3)
+        else:
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+    return statistics.median(ts), ts
+
+
+def peak_mem_reset(dev):
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(dev)
+
+
+def peak_mem_mib(dev):
+    return torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
+
+
+def section(results, name, fn, *args):
+    log(f"== {name}")
+    try:
+        results[name] = fn(*args)
+    except Exception as exc:  # noqa: BLE001 -- recorded, the run goes on
+        results[name] = {"error": f"{type(exc).__name__}: {exc}",
+                         "traceback": traceback.format_exc()[-3000:]}
+        log(f"   {name} FAILED: {type(exc).__name__}: {exc}")
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# ---- (d) matmul peak -------------------------------------------------------------------------------
+def bench_peak(dev, cfg):
+    n = cfg["gemm_n"]
+    out = {"n": n}
+    for name, dt, tf32 in (("fp32", torch.float32, False), ("tf32", torch.float32, True),
+                           ("fp64", torch.float64, False), ("bf16", torch.bfloat16, False)):
+        try:
+            g = torch.Generator(device=dev).manual_seed(0)
+            a = torch.randn(n, n, device=dev, dtype=dt, generator=g)
+            b = torch.randn(n, n, device=dev, dtype=dt, generator=g)
+            with eg.tf32_matmul(tf32):
+                t, _ = timeit(lambda: a @ b, dev, repeats=cfg["rep_gemm"], warmup=1)
+            out[name] = {"seconds": t, "tflops": 2 * n**3 / t / 1e12}
+            log(f"   peak {name:5s}: {out[name]['tflops']:7.1f} TFLOP/s ({t * 1e3:.2f} ms)")
+            del a, b
+        except Exception as exc:  # noqa: BLE001
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+def peak_of(results, key):
+    try:
+        return results["peak"][key]["tflops"]
+    except (KeyError, TypeError):
+        return None
+
+
+# ---- (a) empirical score -----------------------------------------------------------------------------
+def naive_esf(x, y, a, w, yn):
+    """Materialize the logits, softmax, matmul (the issue's naive torch baseline)."""
+    logits = (x @ y.T) * (a / w) - (0.5 * a * a / w) * yn
+    return torch.softmax(logits, dim=1) @ y
+
+
+def esf_problem(dev, b, n, d, seed=0):
+    g = torch.Generator(device=dev).manual_seed(seed)
+    y = torch.rand(n, d, device=dev, dtype=torch.float64, generator=g)
+    idx = torch.randint(0, n, (b,), device=dev, generator=g)
+    a, w = 0.8, 4.0
+    x = a * y[idx] + math.sqrt(w) * torch.randn(b, d, device=dev, dtype=torch.float64,
+                                                generator=g)
+    return x, y, a, w
+
+
+def bench_empirical(dev, cfg, results):
+    b, n, d = cfg["esf"]
+    flops = 4.0 * b * n * d
+    x64, y64, a, w = esf_problem(dev, b, n, d)
+    x32, y32 = x64.float(), y64.float()
+    yn64, yn32 = (y64 * y64).sum(1), (y32 * y32).sum(1)
+    ref = eg.lse_average_torch(x64, y64, a, w, precision="exact")[1]
+    out = {"B": b, "n": n, "d": d, "a": a, "w": w, "flops_counted": "4 B n d",
+           "variants": {}}
+    peaks = {"fp32": peak_of(results, "fp32"), "tf32": peak_of(results, "tf32"),
+             "fp64": peak_of(results, "fp64"), "half": peak_of(results, "bf16")}
+
+    def record(name, fn, peak_key, repeats=None):
+        try:
+            peak_mem_reset(dev)
+            t, ts = timeit(fn, dev, repeats=repeats or cfg["rep"], warmup=1)
+            res = fn()
+            err = float((res.to(torch.float64) - ref).abs().max())
+            tf = flops / t / 1e12
+            pk = peaks.get(peak_key)
+            row = {"ms": t * 1e3, "tflops": tf, "max_abs_err_vs_fp64": err,
+                   "frac_of_peak": (tf / pk) if pk else None, "peak_key": peak_key,
+                   "peak_mem_mib": peak_mem_mib(dev), "all_ms": [u * 1e3 for u in ts]}
+            if not math.isfinite(err):
+                row["error"] = "non-finite output"
+            out["variants"][name] = row
+            fr = f"{100 * row['frac_of_peak']:5.1f}% of {peak_key}" if pk else ""
+            log(f"   {name:28s} {t * 1e3:9.2f} ms {tf:7.1f} TFLOP/s {fr}  err {err:.2e}")
+        except Exception as exc:  # noqa: BLE001
+            out["variants"][name] = {"error": f"{type(exc).__name__}: {exc}"}
+            log(f"   {name} FAILED: {type(exc).__name__}: {exc}")
+
+    with eg.tf32_matmul(False):
+        record("naive fp32", lambda: naive_esf(x32, y32, a, w, yn32), "fp32")
+    with eg.tf32_matmul(True):
+        record("naive tf32", lambda: naive_esf(x32, y32, a, w, yn32), "tf32")
+    record("naive fp64", lambda: naive_esf(x64, y64, a, w, yn64), "fp64")
+    for kb in cfg["key_blocks"]:
+        record(f"ours exact fp32 kb={kb}", lambda kb=kb: eg.lse_average_torch(
+            x32, y32, a, w, precision="exact", key_block=kb)[1], "fp32")
+        record(f"ours exact fp64 kb={kb}", lambda kb=kb: eg.lse_average_torch(
+            x64, y64, a, w, precision="exact", key_block=kb)[1], "fp64")
+    kb = eg.KEY_BLOCK_ACCEL if dev.type == "cuda" else eg.KEY_BLOCK
+    for prec, pk in (("tf32", "tf32"), ("fp16", "half"), ("bf16", "half")):
+        record(f"ours fast {prec}", lambda p=prec: eg.lse_average_torch(
+            x32, y32, a, w, precision=p, key_block=kb)[1], pk)
+    for prec, pk in (("fp16", "half"), ("bf16", "half"), ("fp32", "tf32")):
+        record(f"ours sdpa {prec}", lambda p=prec: eg.posterior_average_sdpa(
+            x32, y32, a, w, precision=p), pk)
+    for prec in ("fp16", "bf16"):
+        prep = eg.prepare_sdpa_keys(y32, prec)
+        record(f"ours sdpa {prec} keys prepared", lambda p=prec, prep=prep:
+               eg.posterior_average_sdpa(x32, y32, a, w, precision=p, prepared=prep), "half")
+        del prep
+    out["sdpa_backends"] = sdpa_backends(dev, d)
+    out["mm_out_dtype_fallback"] = {k: (not v) for k, v in eg._MM_OUT_DTYPE_OK.items()}
+    # best of each kind, and ratios against the naive anchors
+    v = out["variants"]
+
+    def best(prefix):
+        rows = [(k, r) for k, r in v.items() if k.startswith(prefix) and "ms" in r]
+        return min(rows, key=lambda kr: kr[1]["ms"]) if rows else (None, None)
+    summary = {}
+    for label, prefix, base in (("exact fp32", "ours exact fp32", "naive fp32"),
+                                ("exact fp64", "ours exact fp64", "naive fp64"),
+                                ("fast", "ours fast", "naive tf32"),
+                                ("sdpa", "ours sdpa", "naive tf32")):
+        k, r = best(prefix)
+        if k is not None and "ms" in v.get(base, {}):
+            summary[label] = {"best": k, "ms": r["ms"], "tflops": r["tflops"],
+                              "err": r["max_abs_err_vs_fp64"],
+                              "speedup_vs_" + base.replace(" ", "_"): v[base]["ms"] / r["ms"]}
+            log(f"   -> {label:10s}: {k} {r['ms']:.2f} ms, x{v[base]['ms'] / r['ms']:.2f} vs "
+                f"{base}")
+    out["summary"] = summary
+    del x64, y64, x32, y32, ref
+    # memory bound at large n (exact fp32, one run)
+    try:
+        nb_, nn = cfg["esf_big"]
+        peak_mem_reset(dev)
+        g = torch.Generator(device=dev).manual_seed(1)
+        yb = torch.rand(nn, d, device=dev, dtype=torch.float32, generator=g)
+        xb = 0.8 * yb[:nb_] + 2.0 * torch.randn(nb_, d, device=dev, dtype=torch.float32,
+                                                generator=g)
+        base_mem = peak_mem_mib(dev)
+        sync(dev)
+        t = time.perf_counter()
+        lse, ybar = eg.lse_average_torch(xb, yb, 0.8, 4.0, precision="exact")
+        sync(dev)
+        t = time.perf_counter() - t
+        out["large_n"] = {"B": nb_, "n": nn, "d": d, "seconds": t,
+                          "tflops": 4.0 * nb_ * nn * d / t / 1e12,
+                          "peak_mem_mib": peak_mem_mib(dev), "inputs_mib": base_mem,
+                          "B_x_n_fp32_mib": nb_ * nn * 4 / 2**20,
+                          "finite": bool(torch.isfinite(ybar).all())}
+        log(f"   large n={nn}: {t:.3f} s, peak mem {out['large_n']['peak_mem_mib']} MiB "
+            f"(a B x n fp32 matrix would be {out['large_n']['B_x_n_fp32_mib']:.0f} MiB)")
+        del yb, xb, ybar
+    except Exception as exc:  # noqa: BLE001
+        out["large_n"] = {"error": f"{type(exc).__name__}: {exc}"}
+        log(f"   large n FAILED: {exc}")
+    return out
+
+
+def sdpa_backends(dev, d):
+    """Which fused SDPA kernels accept the route's shapes (head dim pad8(d + 3)), per dtype."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:
+        return {"error": "torch.nn.attention unavailable"}
+    import torch.nn.functional as F
+
+    res = {}
+    dd = eg._pad8(d + 3)
+    for dt in (torch.float16, torch.bfloat16, torch.float32):
+        q = torch.randn(1, 1, 64, dd, device=dev, dtype=dt)
+        for be in ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH"):
+            if not hasattr(SDPBackend, be):
+                continue
+            try:
+                with sdpa_kernel(getattr(SDPBackend, be)):
+                    F.scaled_dot_product_attention(q, q, q, scale=0.1)
+                ok = True
+            except Exception:  # noqa: BLE001
+                ok = False
+            res[f"{str(dt).split('.')[-1]}:{be}"] = ok
+    return res
+
+
+# ---- (b) mixture score -------------------------------------------------------------------------
+def make_mixture(k=16, d=2, seed=0):
+    from sftheory import GaussianMixture
+
+    rng = np.random.default_rng(seed)
+    w = rng.dirichlet(np.ones(k))
+    mu = 4 * rng.normal(size=(k, d))
+    a = rng.normal(size=(k, d, d))
+    cov = a @ np.swapaxes(a, 1, 2) / d + 0.2 * np.eye(d)
+    return GaussianMixture(w, mu, cov)
+
+
+def bench_mixture(dev, cfg):
+    from sftheory._kernels import mixture as nb
+    from sftheory.backend import get_backend
+    from sftheory.models import _formulas
+
+    n = cfg["mix_n"]
+    gm = make_mixture()
+    p = gm._params
+    m, v = 0.7, 0.5
+    g = torch.Generator(device=dev).manual_seed(2)
+    x64 = 3 * torch.randn(n, 2, device=dev, dtype=torch.float64, generator=g)
+    nsub = min(n, 100_000)
+    xs_np = x64[:nsub].cpu().numpy()
+    _, ref_sub = nb.evaluate(xs_np, m, v, nb.kernel_layout(p.means, p.logw, p.lam, p.rot), False)
+    out = {"N": n, "K": 16, "d": 2, "m": m, "v": v, "variants": {}}
+    for dtn, dt in (("fp32", torch.float32), ("fp64", torch.float64)):
+        x = x64.to(dt)
+        tens = tm.mixture_tensors(p, x)
+        nx = get_backend(x)
+        mt = torch.tensor(m, dtype=dt, device=dev)
+        vt = torch.tensor(v, dtype=dt, device=dev)
+        variants = [("naive", lambda: _formulas.mixture_path_eval(nx, x, m, v, *tens, False)),
+                    ("eager", lambda: tm.mixture_eval(x, mt, vt, *tens, False,
+                                                      overflow="ignore"))]
+        if cfg["compile"]:
+            cm = tm.CompiledMixture(dynamic=False)
+            t0 = time.perf_counter()
+            try:
+                tm.mixture_eval(x, mt, vt, *tens, False, overflow="ignore", compiled=cm)
+                sync(dev)
+            except Exception as exc:  # noqa: BLE001
+                cm.reason = f"{type(exc).__name__}: {exc}"
+            out[f"compile_{dtn}"] = {"seconds": time.perf_counter() - t0,
+                                     "compiled": cm.is_compiled, "reason": cm.reason}
+            log(f"   compile {dtn}: {time.perf_counter() - t0:.1f} s, compiled={cm.is_compiled}"
+                f" {cm.reason or ''}")
+            variants.append(("compiled", lambda cm=cm: tm.mixture_eval(
+                x, mt, vt, *tens, False, overflow="ignore", compiled=cm)))
+        for name, fn in variants:
+            key = f"{name} {dtn}"
+            try:
+                peak_mem_reset(dev)
+                t, _ = timeit(fn, dev, repeats=cfg["rep"], warmup=1)
+                res = fn()[1][:nsub].to(torch.float64).cpu().numpy()
+                err = float(np.max(np.abs(res - ref_sub) / np.maximum(np.abs(ref_sub), 1.0)))
+                out["variants"][key] = {"ms": t * 1e3, "evals_per_s": n / t,
+                                        "max_rel_err_vs_numba": err,
+                                        "peak_mem_mib": peak_mem_mib(dev)}
+                log(f"   {key:14s} {t * 1e3:9.2f} ms {n / t:10.3e} evals/s  rel err {err:.2e}")
+            except Exception as exc:  # noqa: BLE001
+                out["variants"][key] = {"error": f"{type(exc).__name__}: {exc}"}
+                log(f"   {key} FAILED: {type(exc).__name__}: {exc}")
+    v_ = out["variants"]
+    for dtn in ("fp32", "fp64"):
+        for name in ("eager", "compiled"):
+            k = f"{name} {dtn}"
+            if "ms" in v_.get(k, {}) and "ms" in v_.get(f"naive {dtn}", {}):
+                v_[k]["speedup_vs_naive"] = v_[f"naive {dtn}"]["ms"] / v_[k]["ms"]
+                log(f"   -> {k}: x{v_[k]['speedup_vs_naive']:.2f} vs naive {dtn}")
+    return out
+
+
+# ---- (c) sampling ------------------------------------------------------------------------------------
+def em_coefficients(steps, t_hi=3.0, t_lo=0.01):
+    from sftheory import OU
+    from sftheory.samplers._core import euler_maruyama_coefficients
+
+    proc = OU()
+    ts = np.linspace(t_hi, t_lo, steps + 1)
+    al, be, sg = euler_maruyama_coefficients(proc, ts, None)
+    ms = np.array([proc.mean_coef(t) for t in ts[:-1]])
+    vs = np.array([proc.var(t) for t in ts[:-1]])
+    return al, be, sg, ms, vs
+
+
+def bench_sampling(dev, cfg):
+    n, steps = cfg["sample"]
+    gm = make_mixture()
+    out = {"particles": n, "steps": steps, "dtype": "float32", "variants": {}}
+    al, be, sg, ms, vs = em_coefficients(steps)
+    # start from the exact p_T (a N(0, v) start would leave a bias of the prior's mean in the
+    # final sample, which the mean check below would report as a sampler error)
+    from sftheory import OU
+    x0 = torch.from_numpy(gm.marginal(OU(), 3.0).sample(n, seed=0)).to(dev, torch.float32)
+    tens = tm.mixture_tensors(gm._params, x0)
+    modes = [("compiled", True)] if cfg["compile"] else []
+    modes.append(("eager", False))
+    for name, comp in modes:
+        if name == "eager" and comp is False and cfg["compile"] and over_budget():
+            out["variants"][name] = {"skipped": f"over the {SOFT_BUDGET_S:.0f} s soft budget"}
+            log(f"   {name}: skipped (time budget)")
+            continue
+        try:
+            info = {}
+            t0 = time.perf_counter()
+            w = cfg["sample_warm"]
+            tm._em_sample_mixture(x0, al[:w], be[:w], sg[:w], ms[:w], vs[:w], *tens,
+                                  compile=comp, compile_kwargs={"dynamic": False}, info=info,
+                                  generator=torch.Generator(device=dev).manual_seed(1))
+            sync(dev)
+            warm_s = time.perf_counter() - t0
+            gen = torch.Generator(device=dev).manual_seed(2)
+            sync(dev)
+            t0 = time.perf_counter()
+            xT = tm._em_sample_mixture(x0, al, be, sg, ms, vs, *tens, compile=comp,
+                                       compile_kwargs={"dynamic": False}, info=info,
+                                       generator=gen)
+            sync(dev)
+            t = time.perf_counter() - t0
+            # sanity (information only; includes the EM bias): the sample mean against the mean
+            # of the law at the last step's end, m(t_end) * sum_k w_k mu_k, SE-scaled
+            from sftheory import OU
+            mean_true = OU().mean_coef(0.01) * (gm.weights[:, None] * gm.means).sum(0)
+            xm = xT.double().mean(0).cpu().numpy()
+            sd = xT.double().std(0).cpu().numpy()
+            z = (xm - mean_true) / (sd / math.sqrt(n))
+            out["variants"][name] = {"seconds": t, "warmup_seconds": warm_s,
+                                     "particle_steps_per_s": n * steps / t,
+                                     "compiled": info.get("compiled"),
+                                     "compile_reason": info.get("compile_reason"),
+                                     "mean_z_vs_target": z.tolist()}
+            log(f"   {name:9s}: {t:.3f} s for {n} x {steps} steps ({n * steps / t:.3e} "
+                f"particle-steps/s), warm-up {warm_s:.1f} s, compiled={info.get('compiled')}, "
+                f"mean z {np.round(z, 1)}")
+        except Exception as exc:  # noqa: BLE001
+            out["variants"][name] = {"error": f"{type(exc).__name__}: {exc}",
+                                     "traceback": traceback.format_exc()[-2000:]}
+            log(f"   {name} FAILED: {type(exc).__name__}: {exc}")
+    v = out["variants"]
+    if "seconds" in v.get("compiled", {}) and "seconds" in v.get("eager", {}):
+        v["compiled"]["speedup_vs_eager"] = v["eager"]["seconds"] / v["compiled"]["seconds"]
+    return out
+
+
+# ---- (e) CPU numba ----------------------------------------------------------------------------------
+def bench_cpu(cfg):
+    import numba
+
+    from sftheory import OU
+    from sftheory._kernels import mixture as nb
+    from sftheory.backend import get_backend
+    from sftheory.samplers import sample_euler_maruyama
+
+    out = {"numba_threads": numba.get_num_threads(), "cpu_count": os.cpu_count()}
+    gm = make_mixture()
+    p = gm._params
+    lay = nb.kernel_layout(p.means, p.logw, p.lam, p.rot)
+    n = cfg["cpu_mix_n"]
+    x = 3 * np.random.default_rng(3).normal(size=(n, 2))
+    cpu = torch.device("cpu")
+    nb.evaluate(x[:1000], 0.7, 0.5, lay, False)
+    t, _ = timeit(lambda: nb.evaluate(x, 0.7, 0.5, lay, False), cpu, repeats=3)
+    out["mixture_numba_fp64"] = {"N": n, "ms": t * 1e3, "evals_per_s": n / t}
+    log(f"   numba mixture fp64 N={n}: {t * 1e3:.1f} ms, {n / t:.3e} evals/s")
+    b, nn, d = cfg["cpu_esf"]
+    xt, yt, a, w = esf_problem(cpu, b, nn, d)
+    xnp, ynp = xt.numpy(), yt.numpy()
+    store = eg.EmpiricalStore(ynp)
+    nx = get_backend(xnp)
+    eg.evaluate_empirical(nx, xnp[:8], a, w, True, store)
+    t, _ = timeit(lambda: eg.evaluate_empirical(nx, xnp, a, w, True, store), cpu, repeats=2)
+    out["empirical_numpy_blas_fp64"] = {"B": b, "n": nn, "d": d, "ms": t * 1e3,
+                                        "tflops": 4.0 * b * nn * d / t / 1e12}
+    log(f"   CPU empirical fp64 B={b} n={nn} d={d}: {t * 1e3:.1f} ms "
+        f"({out['empirical_numpy_blas_fp64']['tflops']:.3f} TFLOP/s)")
+    if not cfg["cpu_sampler"]:
+        out["sampling_numba_fp64"] = {"skipped": "--small: the fused numba sampler's JIT compile "
+                                      "(30-60 s on 2 shared cores) would dominate the smoke run"}
+        log("   numba EM: skipped (--small)")
+        return out
+    if over_budget():
+        out["sampling_numba_fp64"] = {"skipped": f"over the {SOFT_BUDGET_S:.0f} s soft budget"}
+        log("   numba EM: skipped (time budget)")
+        return out
+    np_, steps = cfg["cpu_sample"]
+    proc = OU()
+    ts = np.linspace(3.0, 0.01, steps + 1)
+    x0 = np.random.default_rng(4).normal(size=(np_, 2)) * math.sqrt(proc.var(3.0))
+    path = gm.path(proc)
+    sample_euler_maruyama(path, x0[:100], ts[:3], proc, seed=0)
+    t0 = time.perf_counter()
+    sample_euler_maruyama(path, x0, ts, proc, seed=1)
+    t = time.perf_counter() - t0
+    out["sampling_numba_fp64"] = {"particles": np_, "steps": steps, "seconds": t,
+                                  "particle_steps_per_s": np_ * steps / t}
+    log(f"   numba EM fp64 {np_} x {steps}: {t:.2f} s ({np_ * steps / t:.3e} particle-steps/s)")
+    return out
+
+
+def ratios(results):
+    """Device vs CPU numba (rates), printed and stored; each ratio on its own (a missing section
+    leaves only its ratio out)."""
+    r = {}
+
+    def one(name, fn):
+        try:
+            r[name] = fn()
+        except Exception as exc:  # noqa: BLE001
+            r[name] = {"unavailable": f"{type(exc).__name__}: {exc}"}
+
+    def mix():
+        mixv = results["mixture"]["variants"]
+        best = max((v["evals_per_s"], k) for k, v in mixv.items()
+                   if "evals_per_s" in v and k.endswith("fp64"))
+        return {"best": best[1],
+                "ratio": best[0] / results["cpu"]["mixture_numba_fp64"]["evals_per_s"]}
+
+    def emp():
+        e = results["empirical"]["summary"]["exact fp64"]
+        return {"best": e["best"],
+                "ratio": e["tflops"] / results["cpu"]["empirical_numpy_blas_fp64"]["tflops"]}
+
+    def samp():
+        sv = results["sampling"]["variants"]
+        best = max((v["particle_steps_per_s"], k) for k, v in sv.items() if "seconds" in v)
+        cpu = results["cpu"]["sampling_numba_fp64"]["particle_steps_per_s"]
+        return {"best": best[1], "ratio": best[0] / cpu}
+
+    one("mixture_fp64_best_vs_numba", mix)
+    one("empirical_exact_fp64_vs_cpu_numpy_blas", emp)
+    one("sampling_best_vs_numba_fused", samp)
+    for k, v in r.items():
+        log(f"   ratio {k}: {v}")
+    return r
+
+
+CONFIGS = {
+    "full": {"gemm_n": 8192, "rep_gemm": 5, "rep": 5, "esf": (4096, 60000, 784),
+             "key_blocks": (1024, 2048, 4096, 8192), "esf_big": (4096, 1_000_000),
+             "mix_n": 4_000_000, "sample": (1_000_000, 1000), "sample_warm": 3,
+             "cpu_mix_n": 1_000_000, "cpu_esf": (256, 60000, 784), "cpu_sample": (20000, 200),
+             "cpu_sampler": True},
+    "small": {"gemm_n": 512, "rep_gemm": 3, "rep": 3, "esf": (256, 2000, 64),
+              "key_blocks": (512, 4096), "esf_big": (64, 20000), "mix_n": 20000,
+              "sample": (2000, 20), "sample_warm": 2, "cpu_mix_n": 20000,
+              "cpu_esf": (64, 2000, 64), "cpu_sample": (2000, 20), "cpu_sampler": False},
+}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    ap.add_argument("--small", action="store_true", help="tiny sizes (CPU smoke run)")
+    ap.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "results" / "gpu.json"))
+    ap.add_argument("--no-compile", action="store_true",
+                    help="skip torch.compile (default: compile on cuda, not on cpu)")
+    ap.add_argument("--sections", default="peak,empirical,mixture,sampling,cpu")
+    args = ap.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda but torch.cuda.is_available() is False")
+    dev = torch.device(args.device)
+    cfg = dict(CONFIGS["small" if args.small else "full"])
+    cfg["compile"] = args.device == "cuda" and not args.no_compile
+    results = {"config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+               "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else
+               platform.processor() or platform.machine(),
+               "torch": torch.__version__, "python": sys.version.split()[0],
+               "numpy": np.__version__, "cuda": torch.version.cuda,
+               "triton": _version("triton"), "numba": _version("numba"),
+               "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if not cfg["compile"]:
+        results["compile_note"] = ("torch.compile skipped: " + ("--no-compile" if args.no_compile
+                                   else "cpu run (inductor's C++ build takes ~30 s per graph on "
+                                   "small CPUs; the compiled path is tested in "
+                                   "tests/models/test_torch_scale.py -m slow)"))
+    log(f"device {results['device']}, torch {torch.__version__}, config "
+        f"{'small' if args.small else 'full'}")
+    wanted = args.sections.split(",")
+    secs = {"peak": (bench_peak, dev, cfg), "empirical": (bench_empirical, dev, cfg, results),
+            "mixture": (bench_mixture, dev, cfg), "sampling": (bench_sampling, dev, cfg),
+            "cpu": (bench_cpu, cfg)}
+    for name in ("peak", "empirical", "mixture", "sampling", "cpu"):
+        if name in wanted:
+            fn, *a = secs[name]
+            section(results, name, fn, *a)
+    results["ratios_device_vs_cpu"] = ratios(results)
+    results["total_seconds"] = time.perf_counter() - T0
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str))
+    log(f"wrote {out} (total {results['total_seconds']:.1f} s)")
+    return results
+
+
+def _version(mod):
+    try:
+        return __import__(mod).__version__
+    except Exception:  # noqa: BLE001
+        return None
+
+
+if __name__ == "__main__":
+    main()
