@@ -114,7 +114,9 @@ PAPER_VERDICTS = {"os.table3": "refuted", "os.prop34": "confirmed", "os.prop35":
                   "sm.fig1": "confirmed", "sm.fig3": "confirmed",
                   "sf.thm1": "confirmed", "sf.lemma1": "confirmed", "sf.prop1": "confirmed",
                   "sf.remark2": "confirmed", "sf.alg2": "corrected", "sf.lemma6": "corrected",
-                  "sf.thm2": "corrected"}
+                  "sf.thm2": "corrected", "sf.thm3": "confirmed", "sf.lemma7": "corrected",
+                  "sf.lemma2": "corrected", "sf.slides.grad": "confirmed",
+                  "sf.slides.merge": "confirmed"}
 
 
 def test_every_registered_check_is_run_below():
