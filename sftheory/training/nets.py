@@ -171,8 +171,10 @@ class ScoreMLP(_Module):
         if is_torch(t):
             tt = t.detach().to(device=self.device, dtype=self.dtype)
         else:
-            tt = torch.as_tensor(np.asarray(t, dtype=np.float64), dtype=self.dtype,
-                                 device=self.device)
+            ta = np.asarray(t, dtype=np.float64)
+            if not ta.flags.writeable:  # e.g. np.broadcast_to: torch warns on read-only memory
+                ta = ta.copy()
+            tt = torch.as_tensor(ta, dtype=self.dtype, device=self.device)
         if tt.ndim == 0:
             tt = tt.expand(n)
         if tt.shape != (n,):
