@@ -14,8 +14,14 @@ from ._vanilla import VanillaFusionResult as VanillaFusionResult
 from ._vanilla import gaussian_log_ref_expectations as gaussian_log_ref_expectations
 from ._vanilla import gaussian_log_ref_moments as gaussian_log_ref_moments
 from ._vanilla import vanilla_fusion as vanilla_fusion
+from ._score_fusion import ScoreFusionResult as ScoreFusionResult
+from ._score_fusion import SimplexQPResult as SimplexQPResult
+from ._score_fusion import dsm_contributions as dsm_contributions
+from ._score_fusion import score_fusion as score_fusion
+from ._score_fusion import simplex_qp as simplex_qp
 
 __all__ = ["barycenter", "KLBarycenter", "gaussian_barycenter_params", "gaussian_log_normalizer",
            "frank_wolfe", "FrankWolfeResult", "paper_step", "standard_step", "vanilla_fusion",
            "VanillaFusionResult", "FusionObjective", "gaussian_log_ref_moments",
-           "gaussian_log_ref_expectations", "barycenter_sampler_terminal_law"]
+           "gaussian_log_ref_expectations", "barycenter_sampler_terminal_law", "score_fusion",
+           "ScoreFusionResult", "simplex_qp", "SimplexQPResult", "dsm_contributions"]

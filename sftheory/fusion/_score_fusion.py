@@ -1,0 +1,566 @@
+r"""ScoreFusion ([SF] Algorithm 1): the barycenter weights lambda from the score-matching
+regression (10) on [0, T~], by denoising score matching on target samples.
+
+The regression loss (10) needs grad log p^nu_t, which is unknown. Denoising score matching
+replaces it by the conditional score of the forward transition: with X_0 ~ nu (a target sample),
+t ~ U(0, T~], Z ~ N(0, I) and X_t = m(t) X_0 + sqrt(v(t)) Z ((m, v) the process's transition,
+``process.conditional``), grad log p(X_t | X_0) = -Z / sqrt(v(t)), and
+
+.. math::
+    \ell(\lambda) = \mathbb{E}\Big[\gamma(t)\,\Big|\sum_i \lambda_i S_i
+        + \tfrac{Z}{\sqrt{v(t)}}\Big|^2\Big], \qquad S_i = s_i(X_t, t),
+
+equals (10) plus a constant that does not depend on lambda (Vincent 2011; [SF] eq. (5), (10)).
+It is a quadratic form in lambda,
+
+.. math::
+    \ell(\lambda) = \lambda^T G \lambda - 2 b^T \lambda + c,\quad
+    G_{ij} = \mathbb{E}[\gamma\, S_i\cdot S_j],\quad
+    b_i = -\mathbb{E}[\gamma\, S_i\cdot Z/\sqrt{v}],\quad c = \mathbb{E}[\gamma |Z|^2/v],
+
+so Algorithm 1's training phase is the simplex-constrained quadratic program
+min_{lambda in Delta_k} lambda^T G lambda - 2 b^T lambda. :func:`score_fusion` estimates G, b, c by
+Monte Carlo (per-draw contributions give their standard errors) and solves the program exactly
+(:func:`simplex_qp`), or runs the paper's softmax-parametrized SGD (``method="softmax-sgd"``).
+
+Weighting gamma(t). The default is gamma(t) = v(t), the transition variance (``"variance"``). With
+gamma = 1 the DSM target -Z/sqrt(v) has second moment d / v(t), whose integral over t in (0, T~]
+diverges (v(t) ~ g(0)^2 t as t -> 0): c is infinite and the Monte Carlo variance of b and of the
+loss is infinite, although G and b themselves are finite. With gamma = v every per-draw term
+stays bounded as t -> 0 (gamma c-term = |Z|^2, gamma S.Z/sqrt(v) = sqrt(v) S.Z), and the loss is
+the usual noise-prediction loss E|sqrt(v) sum_i lambda_i S_i + Z|^2. ``"uniform"`` (gamma = 1)
+and ``"g2"`` (gamma = g(t)^2, sigma^2 for the OU process as in the proof of [SF] Thm. 4) are
+available, as is any callable gamma(t) >= 0.
+
+Time 0. Times are drawn as t = T~ (1 - u), u ~ U[0, 1), so t lies in (0, T~] and t = 0 (where
+v(0) = 0 and the DSM target is undefined) is never evaluated; the law of t is still U[0, T~].
+
+Target draws. X_0 cycles through random permutations of the target samples (epochs), in
+mini-batches of ``batch_size``; Monte Carlo standard errors are computed as if the draws were
+independent, which is conservative for this stratified scheme. They are errors *given the target
+samples*; the error from having only n target samples is what claim ``sf.thm4`` measures.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import numbers
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._refs import source
+from .._validation import as_float_array, check_seed
+from ..fields import ScoreField, as_field, weighted
+from ..models import Law
+from ..processes import LinearSDE
+
+METHODS = ("exact", "softmax-sgd")
+WEIGHTINGS = ("variance", "uniform", "g2")
+N_MC = 65_536
+BATCH_SIZE = 256
+MAX_ENUMERATION_K = 12
+N_BOOT = 32
+
+
+# ---- the simplex-constrained quadratic program ---------------------------------------------------
+@dataclass(frozen=True)
+class SimplexQPResult:
+    """``weights`` the minimizer of lam^T G lam - 2 b^T lam over the simplex; ``objective`` its
+    value; ``support`` the indices with lam_i > 0; ``kkt_residual`` the largest violation of the
+    KKT conditions relative to the problem's scale; ``tangent_min_eig`` / ``tangent_max_eig`` the
+    extreme eigenvalues of G on the simplex's tangent space {u : sum u = 0} (the minimizer is
+    unique iff the smallest is > 0); ``identifiable`` whether it is, relative to ``rel_tol``;
+    ``route`` "kkt-enumeration" or "slsqp+kkt-check"."""
+
+    weights: np.ndarray
+    objective: float
+    support: tuple
+    kkt_residual: float
+    tangent_min_eig: float
+    tangent_max_eig: float
+    identifiable: bool
+    route: str
+
+
+def _tangent_eigs(G: np.ndarray) -> tuple[float, float]:
+    k = G.shape[0]
+    if k == 1:
+        return math.inf, math.inf
+    # orthonormal basis of {u : 1^T u = 0}: the last k - 1 columns of a Householder-like QR
+    q, _ = np.linalg.qr(np.column_stack([np.ones(k), np.eye(k)[:, : k - 1]]))
+    U = q[:, 1:]
+    ev = np.linalg.eigvalsh(U.T @ G @ U)
+    return float(ev[0]), float(ev[-1])
+
+
+def _kkt_residual(G, b, lam, scale) -> float:
+    """Largest KKT violation / scale for min lam^T G lam - 2 b^T lam on the simplex: with
+    r = G lam - b, r_i equal (= nu) on the support and r_i >= nu off it."""
+    r = G @ lam - b
+    on = lam > 0
+    nu = float(np.mean(r[on]))
+    stat = float(np.max(np.abs(r[on] - nu)))
+    dual = float(max(0.0, -(np.min(r[~on]) - nu))) if np.any(~on) else 0.0
+    return max(stat, dual) / scale
+
+
+def _check_qp(G, b):
+    G = as_float_array(G, "G", ndim=2)
+    b = as_float_array(b, "b", ndim=1)
+    k = b.shape[0]
+    if G.shape != (k, k) or k < 1:
+        raise ValueError(f"G must have shape ({k}, {k}) for b of shape ({k},), got {G.shape}")
+    asym = float(np.max(np.abs(G - G.T)))
+    if asym > 1e-8 * max(float(np.max(np.abs(G))), 1e-300):
+        raise ValueError(f"G must be symmetric (max |G - G^T| = {asym:.3g})")
+    G = 0.5 * (G + G.T)
+    lo = float(np.linalg.eigvalsh(G)[0])
+    if lo < -1e-8 * max(float(np.max(np.abs(G))), 1e-300):
+        raise ValueError(f"G must be positive semi-definite (smallest eigenvalue {lo:.3g})")
+    return G, b, k
+
+
+@source("SF", "eq. (10) as a quadratic program on the simplex (Alg. 1, training phase)", "sf.alg1")
+def simplex_qp(G, b, *, rel_tol: float = 1e-9) -> SimplexQPResult:
+    r"""Exact minimizer of :math:`q(\lambda) = \lambda^T G \lambda - 2 b^T \lambda` over the
+    probability simplex, G symmetric positive semi-definite (possibly singular).
+
+    For k <= 12 every support S is tried: the KKT system
+    :math:`\begin{pmatrix} G_{SS} & \mathbf 1\\ \mathbf 1^T & 0\end{pmatrix}
+    \begin{pmatrix}\lambda_S\\ -\nu\end{pmatrix} = \begin{pmatrix} b_S\\ 1\end{pmatrix}`
+    is solved by least squares (singular G_SS included); a solution that is consistent, has
+    lambda_S >= 0 and satisfies (G lambda - b)_i >= nu off S is a KKT point, hence a global
+    minimizer (the problem is convex). Among KKT points (several when G is singular on the
+    simplex) the one of lowest objective, then smallest support, is returned. For k > 12, scipy's
+    SLSQP followed by the same KKT check (RuntimeError when it fails).
+
+    ``rel_tol`` scales the feasibility and KKT tolerances by max(|G|, |b|).
+    """
+    G, b, k = _check_qp(G, b)
+    scale = max(float(np.max(np.abs(G))), float(np.max(np.abs(b))), 1e-300)
+    tol = rel_tol * scale * k
+    tmin, tmax = _tangent_eigs(G)
+    ident = bool(k == 1 or tmin > 1e-10 * max(tmax, 1e-300) * k)
+
+    def objective(lam):
+        return float(lam @ G @ lam - 2.0 * b @ lam)
+
+    if k <= MAX_ENUMERATION_K:
+        best = None
+        for size in range(1, k + 1):
+            for S in itertools.combinations(range(k), size):
+                S = list(S)
+                A = np.zeros((size + 1, size + 1))
+                A[:size, :size] = G[np.ix_(S, S)]
+                A[:size, size] = 1.0
+                A[size, :size] = 1.0
+                rhs = np.concatenate([b[S], [1.0]])
+                sol = np.linalg.lstsq(A, rhs, rcond=None)[0]
+                if np.max(np.abs(A @ sol - rhs)) > tol * 10 + 1e-12:
+                    continue  # inconsistent (singular) system: no stationary point on this face
+                lam_S = sol[:size]
+                if np.min(lam_S) < -tol:
+                    continue
+                lam = np.zeros(k)
+                lam[S] = np.clip(lam_S, 0.0, None)
+                lam /= lam.sum()
+                if _kkt_residual(G, b, lam, scale) > rel_tol * 100 * k:
+                    continue
+                val = objective(lam)
+                if best is None or val < best[0] - tol:
+                    best = (val, lam)
+        if best is None:  # pragma: no cover - rounding on a degenerate problem
+            raise RuntimeError("simplex_qp: no KKT point found by enumeration (degenerate G?)")
+        lam = best[1]
+        route = "kkt-enumeration"
+    else:
+        from scipy.optimize import minimize
+
+        res = minimize(objective, np.full(k, 1.0 / k), jac=lambda x: 2.0 * (G @ x - b),
+                       method="SLSQP", bounds=[(0.0, 1.0)] * k,
+                       constraints=[{"type": "eq", "fun": lambda x: x.sum() - 1.0,
+                                     "jac": lambda x: np.ones_like(x)}],
+                       options={"ftol": 1e-15, "maxiter": 1000})
+        lam = np.clip(res.x, 0.0, None)
+        lam[lam < 1e-12] = 0.0
+        lam /= lam.sum()
+        route = "slsqp+kkt-check"
+        if _kkt_residual(G, b, lam, scale) > 1e-6:
+            raise RuntimeError(f"simplex_qp: SLSQP did not reach a KKT point (residual "
+                               f"{_kkt_residual(G, b, lam, scale):.3g}); {res.message}")
+    return SimplexQPResult(weights=lam, objective=objective(lam),
+                           support=tuple(int(i) for i in np.flatnonzero(lam > 0)),
+                           kkt_residual=_kkt_residual(G, b, lam, scale),
+                           tangent_min_eig=tmin, tangent_max_eig=tmax, identifiable=ident,
+                           route=route)
+
+
+# ---- inputs -------------------------------------------------------------------------------------
+def _as_fields(scores, process, dim):
+    if isinstance(scores, (str, bytes)) or not hasattr(scores, "__len__"):
+        raise ValueError(f"scores must be a list of laws or score fields, got "
+                         f"{type(scores).__name__}")
+    scores = list(scores)
+    if not scores:
+        raise ValueError("scores must contain at least one auxiliary score")
+    fields, dims = [], []
+    for i, s in enumerate(scores):
+        try:
+            if isinstance(s, Law):
+                f = as_field(s.path(process))
+            elif isinstance(s, ScoreField):
+                f = s
+            elif callable(getattr(s, "as_field", None)):  # a ScoreMLP: numpy in, numpy out
+                f = s.as_field()
+            elif _is_torch_module(s):
+                f = _torch_module_field(s, int(getattr(s, "dim", None) or dim))
+            else:
+                f = as_field(s, None if getattr(s, "dim", None) is not None else dim)
+        except ValueError as exc:
+            raise ValueError(f"scores[{i}]: {exc}") from None
+        fields.append(f)
+        dims.append(int(f.dim))
+    if len(set(dims)) != 1:
+        raise ValueError(f"scores (the auxiliaries) have different dimensions {dims}")
+    if dims[0] != dim:
+        raise ValueError(f"the auxiliaries have dimension {dims[0]} but target_samples has "
+                         f"dimension {dim}")
+    return fields
+
+
+def _is_torch_module(obj) -> bool:
+    return callable(getattr(obj, "forward", None)) and callable(getattr(obj, "parameters", None))
+
+
+def _torch_module_field(module, dim):
+    """A torch ``nn.Module`` ``module(x, t)`` (x a float64 tensor (N, d), t a tensor (N,)) as
+    a numpy score field; its output must be a tensor of x's shape (checked by the field)."""
+    import torch
+
+    from ..fields import CallableField
+
+    def score(x, t):
+        xt = torch.as_tensor(np.array(x, dtype=np.float64))
+        tt = torch.as_tensor(np.array(t, dtype=np.float64))
+        with torch.no_grad():
+            out = module(xt, tt)
+        if not isinstance(out, torch.Tensor):
+            raise ValueError(f"the module returned {type(out).__name__}, not a tensor")
+        return out.detach().cpu().to(torch.float64).numpy()
+
+    name = f"{type(module).__name__}(torch module)"
+    score.__qualname__ = name
+    return CallableField(score, dim, name=name)
+
+
+def _check_int(v, name, lo):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    return int(v)
+
+
+def _weighting(weighting, process):
+    """(name, gamma(t, v) -> array) for the weighting argument."""
+    if weighting is None or weighting == "variance":
+        return "variance", lambda t, v: v
+    if weighting == "uniform":
+        return "uniform", lambda t, v: np.ones_like(v)
+    if weighting == "g2":
+        return "g2", lambda t, v: np.asarray(process.diffusion(t), dtype=np.float64) ** 2
+    if isinstance(weighting, str) or not callable(weighting):
+        raise ValueError(f"weighting must be None, one of {WEIGHTINGS} or a callable gamma(t), "
+                         f"got {weighting!r}")
+
+    def gamma(t, v):
+        out = np.asarray(weighting(t), dtype=np.float64)
+        out = np.broadcast_to(out, t.shape) if out.ndim == 0 else out
+        if out.shape != t.shape:
+            raise ValueError(f"weighting(t) must return shape {t.shape} for t of shape {t.shape}, "
+                             f"got {out.shape}")
+        if not np.all(np.isfinite(out)) or np.any(out < 0):
+            raise ValueError("weighting(t) must be finite and >= 0")
+        return out
+    return getattr(weighting, "__qualname__", "callable"), gamma
+
+
+class _Draws:
+    """The stream of (t, z, x_t, gamma) of Algorithm 1, line 6: mini-batches of target samples
+    (epochs of random permutations) pushed through the exact forward transition."""
+
+    def __init__(self, X, process, T_tilde, batch_size, gamma, rng):
+        self.X, self.process, self.T_tilde = X, process, T_tilde
+        self.batch_size, self.gamma, self.rng = batch_size, gamma, rng
+        self._perm, self._pos = rng.permutation(X.shape[0]), 0
+
+    def _indices(self, n):
+        out = []
+        while n > 0:
+            if self._pos == self._perm.shape[0]:
+                self._perm, self._pos = self.rng.permutation(self.X.shape[0]), 0
+            take = min(n, self._perm.shape[0] - self._pos)
+            out.append(self._perm[self._pos:self._pos + take])
+            self._pos += take
+            n -= take
+        return np.concatenate(out)
+
+    def batch(self, n):
+        idx = self._indices(n)
+        t = self.T_tilde * (1.0 - self.rng.random(n))  # in (0, T~]: never t = 0
+        m, v = self.process.conditional_many(t)
+        z = self.rng.standard_normal((n, self.X.shape[1]))
+        xt = m[:, None] * self.X[idx] + np.sqrt(v)[:, None] * z
+        return t, v, z, xt, self.gamma(t, v)
+
+
+def _eval_scores(fields, xt, t):
+    """S (n, k, d): every auxiliary at (x_t, t), checked (shape and finiteness by the field)."""
+    out = []
+    for i, f in enumerate(fields):
+        try:
+            s = f(xt, t)
+        except ValueError as exc:
+            raise ValueError(f"scores[{i}] at the draws of the forward process: {exc}") from None
+        s = np.asarray(s, dtype=np.float64)
+        if s.shape != xt.shape:
+            raise ValueError(f"scores[{i}] returned shape {s.shape} for points of shape "
+                             f"{xt.shape}")
+        out.append(s)
+    return np.stack(out, axis=1)
+
+
+@source("SF", "eq. (10) with the DSM target (eq. (5)); Alg. 1, lines 6-7", "sf.alg1")
+def dsm_contributions(S, z, v, gamma):
+    r"""Per-draw terms of the quadratic DSM loss: G_j (n, k, k), b_j (n, k), c_j (n,),
+
+    .. math:: G_j = \gamma_j S_j S_j^T,\quad b_j = -\gamma_j S_j z_j/\sqrt{v_j},\quad
+              c_j = \gamma_j |z_j|^2 / v_j,
+
+    so that gamma_j |sum_i lambda_i S_ij + z_j/sqrt(v_j)|^2 = lambda^T G_j lambda - 2 b_j^T lambda
+    + c_j. ``S`` (n, k, d) the auxiliary scores at the draws, ``z`` (n, d), ``v``, ``gamma`` (n,).
+    Source: [SF] eq. (10) (the regression loss) with the denoising target of eq. (5).
+    """
+    Gj = gamma[:, None, None] * np.einsum("nid,njd->nij", S, S)
+    rs = gamma / np.sqrt(v)
+    bj = -rs[:, None] * np.einsum("nid,nd->ni", S, z)
+    cj = gamma / v * np.einsum("nd,nd->n", z, z)
+    return Gj, bj, cj
+
+
+def _mean_se(a):
+    n = a.shape[0]
+    return a.mean(axis=0), a.std(axis=0, ddof=1) / math.sqrt(n)
+
+
+# ---- the result ---------------------------------------------------------------------------------
+@dataclass
+class ScoreFusionResult:
+    """What :func:`score_fusion` returns.
+
+    ``weights`` (k,) the fitted lambda (on the simplex); ``loss`` the Monte Carlo DSM loss
+    l(weights) = (10) + const and ``loss_se`` its standard error; ``gram`` G (k, k), ``linear`` b
+    (k,) and ``const`` c with their standard errors ``gram_se``, ``linear_se``, ``const_se``
+    (``loss(lam)`` = lam^T G lam - 2 b^T lam + c); ``method``; ``fields`` the auxiliary score
+    fields (``field()`` is the fused score sum_i lambda_i s_i for phase II); ``diagnostics`` a
+    dict: the exact QP solution of the Monte Carlo quadratic (``exact_weights``, ``qp``), its
+    bootstrap standard errors (``weights_se``), identifiability (``tangent_min_eig``,
+    ``identifiable``), the SGD trace for ``"softmax-sgd"`` (``sgd_losses``, ``sgd_weights``),
+    sizes and timings.
+    """
+
+    weights: np.ndarray
+    loss: float
+    loss_se: float
+    gram: np.ndarray
+    gram_se: np.ndarray
+    linear: np.ndarray
+    linear_se: np.ndarray
+    const: float
+    const_se: float
+    method: str
+    T_tilde: float
+    weighting: str
+    fields: list = field(repr=False, default_factory=list)
+    diagnostics: dict = field(default_factory=dict)
+
+    def objective(self, lam) -> float:
+        """lam^T G lam - 2 b^T lam + c: the estimated DSM loss at any lam (k,)."""
+        lam = np.asarray(lam, dtype=np.float64)
+        return float(lam @ self.gram @ lam - 2.0 * self.linear @ lam + self.const)
+
+    def field(self):
+        """The fused score sum_i weights_i s_i ([SF] Alg. 1, line 11) as a score field, for the
+        samplers of :mod:`sftheory.samplers` (phase II)."""
+        return weighted(self.fields, self.weights)
+
+
+# ---- softmax SGD --------------------------------------------------------------------------------
+def _softmax_sgd(fields, draws, k, steps, lr, batch_size, init, device):
+    """The paper's training phase: lambda = softmax(theta), Adam on theta, a fresh mini-batch
+    and fresh (t, z) at every step; the returned weights average the iterates of the last
+    half (Polyak-Ruppert), the learning rate decays as lr / sqrt(1 + step / 100)."""
+    import torch
+
+    theta = torch.tensor(np.log(init), dtype=torch.float64, device=device, requires_grad=True)
+    opt = torch.optim.Adam([theta], lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / math.sqrt(1.0 + s / 100.0))
+    losses, lams = np.empty(steps), np.empty((steps, k))
+    for step in range(steps):
+        t, v, z, xt, gam = draws.batch(batch_size)
+        S = torch.as_tensor(_eval_scores(fields, xt, t), device=device)
+        target = torch.as_tensor(-z / np.sqrt(v)[:, None], device=device)
+        g = torch.as_tensor(gam, device=device)
+        lam = torch.softmax(theta, 0)
+        pred = torch.einsum("k,nkd->nd", lam, S)
+        loss = (g * ((pred - target) ** 2).sum(1)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses[step] = float(loss.detach())
+        lams[step] = torch.softmax(theta.detach(), 0).cpu().numpy()
+    avg = lams[steps // 2:].mean(axis=0)
+    return avg / avg.sum(), losses, lams
+
+
+# ---- the algorithm ------------------------------------------------------------------------------
+@source("SF", "Algorithm 1 (training phase), regression (10)", "sf.alg1", "sf.thm4", "sf.dimfree")
+def score_fusion(scores, target_samples, process, T_tilde, *, T=None, method: str = "exact",
+                 weighting=None, batch_size: int | None = None, n_mc: int = N_MC, seed=None,
+                 steps: int = 2000, lr: float = 0.05, init=None, n_boot: int = N_BOOT,
+                 device: str = "cpu") -> ScoreFusionResult:
+    r"""ScoreFusion ([SF] Algorithm 1, phase I): fit the weights lambda of the auxiliary scores to
+    target samples by the regression (10) over t ~ U[0, T~], with denoising score matching.
+
+    Parameters
+    ----------
+    scores : list of k auxiliaries
+        Laws of :mod:`sftheory.models` (their exact path score ``law.path(process).score`` is
+        used), score fields, paths, trained networks (:class:`~sftheory.training.ScoreMLP`, via
+        ``as_field``) or callables ``s(x, t)`` (numpy x (N, d), t (N,)) returning (N, d).
+    target_samples : array (n, d)
+        Samples of the target nu (the data set D of Algorithm 1).
+    process : a :mod:`sftheory.processes` process
+        The forward process of the target's noising (the auxiliaries' process).
+    T_tilde : float
+        The regression horizon T~ > 0 (t ~ U[0, T~]); T~ < T when ``T`` is given.
+    T : float or None
+        The horizon of the generative process; T~ must lie in (0, T).
+    method : {"exact", "softmax-sgd"}
+        ``"exact"``: estimate G, b, c from ``n_mc`` draws and solve the simplex QP exactly
+        (:func:`simplex_qp`). ``"softmax-sgd"``: the paper's lambda = softmax(theta) trained by
+        Adam for ``steps`` steps of ``batch_size`` fresh draws (learning rate ``lr``, start
+        ``init``, uniform by default); the exact solution of the Monte Carlo quadratic is in
+        ``diagnostics["exact_weights"]`` for comparison.
+    weighting : None / "variance" (gamma = v(t), the default), "uniform", "g2" or callable gamma(t)
+        See the module docstring for why gamma = v is the default.
+    batch_size : int or None
+        Mini-batch size of target samples (default min(256, n)); ValueError if > n.
+    n_mc : int
+        Monte Carlo draws for G, b, c and the loss (both methods).
+    seed : int, numpy Generator or None
+    n_boot : int
+        Bootstrap resamples of the per-draw terms for ``diagnostics["weights_se"]`` (0: off).
+
+    Returns
+    -------
+    ScoreFusionResult
+        ``.weights``, ``.loss`` +- ``.loss_se``, ``.gram``, ``.linear``, ``.const`` with standard
+        errors, ``.diagnostics``; ``.field()`` is the fused score for the samplers (phase II).
+    """
+    t0 = time.perf_counter()
+    X = as_float_array(target_samples, "target_samples", ndim=(1, 2))
+    if X.ndim == 1:
+        X = X[:, None]
+    n, d = X.shape
+    if n < 1:
+        raise ValueError("target_samples must contain at least one sample")
+    if not isinstance(process, LinearSDE):
+        raise ValueError(f"process must be a sftheory.processes process, got {process!r}")
+    fields = _as_fields(scores, process, d)
+    k = len(fields)
+    if isinstance(T_tilde, (bool, np.bool_)) or not isinstance(T_tilde, numbers.Real) \
+            or not math.isfinite(float(T_tilde)) or float(T_tilde) <= 0:
+        raise ValueError(f"T_tilde must be a finite number > 0, got {T_tilde!r}")
+    T_tilde = float(T_tilde)
+    if T is not None:
+        if isinstance(T, (bool, np.bool_)) or not isinstance(T, numbers.Real) \
+                or not math.isfinite(float(T)) or float(T) <= 0:
+            raise ValueError(f"T must be None or a finite number > 0, got {T!r}")
+        if not T_tilde < float(T):
+            raise ValueError(f"T_tilde must lie in (0, T): got T_tilde = {T_tilde} >= T = {T}")
+    try:
+        process.conditional(T_tilde)
+    except ValueError as exc:
+        raise ValueError(f"T_tilde = {T_tilde}: {exc}") from None
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if batch_size is None:
+        batch_size = min(BATCH_SIZE, n)
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    if batch_size > n:
+        raise ValueError(f"batch_size = {batch_size} exceeds the {n} target samples: a mini-batch "
+                         f"cannot hold more target samples than there are")
+    n_mc = _check_int(n_mc, "n_mc", 2)
+    n_boot = _check_int(n_boot, "n_boot", 0)
+    wname, gamma = _weighting(weighting, process)
+    rng = check_seed(seed)
+    draws = _Draws(X, process, T_tilde, batch_size, gamma, rng)
+
+    # Monte Carlo estimate of the quadratic (both methods)
+    Gs, bs, cs = [], [], []
+    left = n_mc
+    chunk = max(batch_size, 4096)
+    while left > 0:
+        m_ = min(chunk, left)
+        t, v, z, xt, gam = draws.batch(m_)
+        S = _eval_scores(fields, xt, t)
+        Gj, bj, cj = dsm_contributions(S, z, v, gam)
+        Gs.append(Gj), bs.append(bj), cs.append(cj)
+        left -= m_
+    Gj, bj, cj = np.concatenate(Gs), np.concatenate(bs), np.concatenate(cs)
+    G, G_se = _mean_se(Gj)
+    b, b_se = _mean_se(bj)
+    c, c_se = _mean_se(cj)
+    G = 0.5 * (G + G.T)
+    for name, a in (("gram", G), ("linear", b), ("const", c)):
+        if not np.all(np.isfinite(a)):
+            raise FloatingPointError(f"the Monte Carlo {name} term is not finite: an auxiliary "
+                                     f"score or the weighting blows up on (0, T~]")
+    t_fit = time.perf_counter()
+    qp = simplex_qp(G, b)
+    diag = {"n_target": n, "n_mc": n_mc, "batch_size": batch_size, "k": k, "dim": d,
+            "exact_weights": qp.weights, "qp": qp, "tangent_min_eig": qp.tangent_min_eig,
+            "identifiable": qp.identifiable, "seconds_estimate": t_fit - t0}
+    if n_boot:
+        reps = np.empty((n_boot, k))
+        for r in range(n_boot):
+            idx = rng.integers(0, n_mc, n_mc)
+            Gr = Gj[idx].mean(axis=0)
+            reps[r] = simplex_qp(0.5 * (Gr + Gr.T), bj[idx].mean(axis=0)).weights
+        diag["weights_se"] = reps.std(axis=0, ddof=1)
+    if method == "exact":
+        lam = qp.weights
+    else:
+        steps = _check_int(steps, "steps", 1)
+        if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, numbers.Real) \
+                or not math.isfinite(float(lr)) or float(lr) <= 0:
+            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+        if init is None:
+            init = np.full(k, 1.0 / k)
+        else:
+            init = as_float_array(init, "init", ndim=1)
+            if init.shape != (k,) or np.any(init <= 0) or abs(init.sum() - 1) > 1e-9:
+                raise ValueError(f"init must be {k} positive weights summing to one (softmax "
+                                 f"cannot start on the boundary), got {init}")
+        lam, losses, lams = _softmax_sgd(fields, draws, k, steps, float(lr), batch_size, init,
+                                         device)
+        diag["sgd_losses"], diag["sgd_weights"] = losses, lams
+    per = np.einsum("i,nij,j->n", lam, Gj, lam) - 2.0 * bj @ lam + cj
+    loss, loss_se = _mean_se(per)
+    diag["seconds_fit"] = time.perf_counter() - t_fit
+    return ScoreFusionResult(weights=lam, loss=float(loss), loss_se=float(loss_se), gram=G,
+                             gram_se=G_se, linear=b, linear_se=b_se, const=float(c),
+                             const_se=float(c_se), method=method, T_tilde=T_tilde,
+                             weighting=wname, fields=fields, diagnostics=diag)
