@@ -144,7 +144,7 @@ def _float32_field(net):
     return copy.deepcopy(net).to(torch.float32).as_field()
 
 
-def train_baseline(x: np.ndarray, process, *, steps: int, seed: int):
+def train_baseline(x: np.ndarray, process, *, steps: int, seed: int, device: str = "cpu"):
     """The from-scratch baseline: a time-conditioned ScoreMLP trained by DSM on the n samples,
     standardized by their own mean and sd. Returns (field in the standardized frame, mean, sd)."""
     from ...training import train_dsm
@@ -153,25 +153,26 @@ def train_baseline(x: np.ndarray, process, *, steps: int, seed: int):
     z = (x - mu) / sd
     cfg = dict(hidden=(64, 64), activation="silu", n_frequencies=8)
     res = train_dsm(cfg, z, process, steps=steps, batch_size=min(256, max(16, z.shape[0])),
-                    lr=3e-3, t_min=T_EPS, T=T, seed=seed, progress=False, cache=True)
+                    lr=3e-3, t_min=T_EPS, T=T, seed=seed, progress=False, cache=True,
+                    device=device)
     return _float32_field(res.net), mu, sd
 
 
-def train_auxiliary(law, process, *, steps: int, seed: int, n: int = 20000):
+def train_auxiliary(law, process, *, steps: int, seed: int, n: int = 20000, device: str = "cpu"):
     """An auxiliary score network trained on n (plentiful) samples of ``law`` (fusion frame)."""
     from ...training import train_dsm
 
     data = np.asarray(law.sample(n, seed=seed), dtype=np.float64).reshape(n, 1)
     cfg = dict(hidden=(64, 64), activation="silu", n_frequencies=8)
     res = train_dsm(cfg, data, process, steps=steps, batch_size=512, lr=3e-3, t_min=T_EPS, T=T,
-                    seed=seed, progress=False, cache=True)
+                    seed=seed, progress=False, cache=True, device=device)
     return _float32_field(res.net)
 
 
 def measure_table1(setting_name: str, ns, *, train_steps: int, em_steps: int, n_draws: int,
                    draw: int, seed: int, networks: bool, aux_steps: int = 4000,
                    frames=("common", "own"), lambda_draws: int = 0,
-                   progress: bool = False) -> dict:
+                   progress: bool = False, device: str = "cpu") -> dict:
     """Baseline and ScoreFusion (exact auxiliaries; trained auxiliaries if ``networks``) per n:
     W1 (mean, se over n_draws draws of ``draw`` samples), fitted lambda, epsilon_0^2, seconds."""
     from tqdm.auto import tqdm
@@ -196,22 +197,24 @@ def measure_table1(setting_name: str, ns, *, train_steps: int, em_steps: int, n_
         t0 = time.perf_counter()
         for f, laws in [(f, frame_laws[f]) for f in frame_laws if f == "own"]:
             aux_fields[f"networks_{f}"] = (f, [train_auxiliary(a, process, steps=aux_steps,
-                                                               seed=seed + i)
+                                                               seed=seed + i, device=device)
                                                for i, a in enumerate(laws)])
         secs["training"] += time.perf_counter() - t0
-    rows = []
+    rows, examples = [], {}
     total = draw * n_draws
     for n in tqdm(list(ns), desc=f"sf.table1 {setting_name}", disable=not progress, leave=False):
         x = st.target_samples(int(n), rng)
         row = {"setting": setting_name, "n": int(n)}
         t0 = time.perf_counter()
-        base, mu, sd = train_baseline(x, process, steps=train_steps, seed=seed + int(n))
+        base, mu, sd = train_baseline(x, process, steps=train_steps, seed=seed + int(n),
+                                      device=device)
         secs["training"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         with torch_threads(1):  # a small MLP on many points: one thread is fastest (measured)
             xb = mu + sd * _reverse_em(base, total, em_steps, process, rng)
         secs["sampling"] += time.perf_counter() - t0
         row["baseline_w1"] = _mean_se(_w1_draws(xb, st, rng, n_draws, draw))
+        examples[int(n)] = {"baseline": xb[:draw, 0].copy()}
         for kind, (frame, fields) in aux_fields.items():
             shift, scale = (0.0, FRAME_SCALE) if frame == "common" else (mu, sd)
             t0 = time.perf_counter()
@@ -222,6 +225,7 @@ def measure_table1(setting_name: str, ns, *, train_steps: int, em_steps: int, n_
             xf = shift + scale * _reverse_em(fit.field(), total, em_steps, process, rng)
             secs["sampling"] += time.perf_counter() - t0
             row[f"fusion_{kind}_w1"] = _mean_se(_w1_draws(xf, st, rng, n_draws, draw))
+            examples[int(n)][f"ScoreFusion {kind}"] = xf[:draw, 0].copy()
             row[f"fusion_{kind}_lambda"] = [round(float(w), 4) for w in fit.weights]
         if lambda_draws:
             t0 = time.perf_counter()
@@ -246,7 +250,7 @@ def measure_table1(setting_name: str, ns, *, train_steps: int, em_steps: int, n_
     return {"setting": setting_name, "rows": rows, "epsilon0_sq": eps0, "epsilon0_own": eps0_own,
             "vanilla_lambda": [float(w) for w in vf.weights],
             "lam_true": None if st.lam_true is None else [float(w) for w in st.lam_true],
-            "seconds": secs, "samples": {"example_n": None}}
+            "seconds": secs, "examples": examples, "target_law": st.target}
 
 
 FAR_RATIO = 2.0  # "far below": the paper's baseline/ScoreFusion ratios at n <= 2^7 are 26 to 274
@@ -333,6 +337,29 @@ def _draw_table1(path, results):
     plt.close(fig)
 
 
+def _draw_histograms(path, m):
+    """[SF] Fig. 2 / 4-6: histograms of the baseline's and ScoreFusion's samples per n, with the
+    ground-truth density."""
+    import matplotlib.pyplot as plt
+
+    ns = sorted(m["examples"])
+    fig, axes = plt.subplots(1, len(ns), figsize=(4 * len(ns), 3.2), squeeze=False)
+    grid = np.linspace(-14, 14, 600)[:, None]
+    law = m["target_law"]
+    dens = np.exp(getattr(law, "normalized_logpdf", law.logpdf)(grid))
+    for ax, n in zip(axes[0], ns):
+        for name, xs in m["examples"][n].items():
+            ax.hist(np.clip(xs, -14, 14), bins=120, range=(-14, 14), density=True, alpha=0.45,
+                    label=name)
+        ax.plot(grid[:, 0], dens, "k", lw=1, label="ground truth")
+        ax.set_title(f"{m['setting']}, n = {n}")
+        ax.set_xlabel("x")
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 @claim("sf.table1", title="1-D bimodal mixture: ScoreFusion far below a from-scratch baseline in "
                           "W1 at small n; the baseline catches up near n = 2^10",
        source="[SF] Sec. 5.1, Tables 1 and 4, Figs. 2, 4-6, App. D")
@@ -342,7 +369,8 @@ def check_table1(ctx: Context) -> Record:
     quick = ctx.quick
     ns = (32, 1024) if quick else (32, 64, 128, 256, 512, 1024)
     kw = dict(train_steps=ctx.size(600, 4000), em_steps=ctx.size(100, 300),
-              n_draws=ctx.size(2, N_DRAWS), draw=ctx.size(2048, DRAW), seed=ctx.seed)
+              n_draws=ctx.size(2, N_DRAWS), draw=ctx.size(2048, DRAW), seed=ctx.seed,
+              device=ctx.device)
     results = [measure_table1("notebook", ns, networks=not quick,
                               lambda_draws=ctx.size(2, 5), progress=not quick, **kw)]
     if not quick:
@@ -351,6 +379,7 @@ def check_table1(ctx: Context) -> Record:
                     for s in ("scripts", "hull")]
     v = table1_verdict(results[0], large_n=1024)
     ctx.figure("w1_vs_n", _draw_table1, results)
+    ctx.figure("histograms", _draw_histograms, results[0])
     measured = dict(v.measured)
     for m in results:
         measured[m["setting"]] = {
