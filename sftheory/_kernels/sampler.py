@@ -298,12 +298,14 @@ class StepLoop:
     kernel_layout`) and one set of particles: ``run(alpha, beta, sigma, m_s, v_s, noise)`` advances
     ``self.x`` (float64 (N, d)) through those steps; the random state persists between calls."""
 
-    def __init__(self, layout: tuple, x: np.ndarray, key: int):
+    def __init__(self, layout: tuple, x: np.ndarray, key: int, start: int = 0):
+        """``start``: the global index of x's first particle (a shard of a larger batch): particle
+        j of x draws from stream ``start + j``, so shards reproduce the unsharded run."""
         self.layout = layout
         self.x = np.array(x, dtype=np.float64, order="C", copy=True)
         n = self.x.shape[0]
         self.states = np.empty((n, 4), dtype=np.uint64)
-        seed_states(np.uint64(key), 0, n, self.states)
+        seed_states(np.uint64(key), int(start), n, self.states)
         self._no_noise = np.zeros((0, n, self.x.shape[1]))
 
     def run(self, alpha, beta, sigma, m_s, v_s, noise=None):

@@ -33,8 +33,9 @@ import numpy as np
 
 from .._points import prepare_points
 from .._refs import source
-from .._validation import check_seed
-from ..fields import ScoreField, as_field
+from .._validation import check_seed, is_torch
+from ..fields import (CallableField, PerturbedField, ScaledField, ScoreField, WeightedField,
+                      as_field)
 from ..processes import LinearSDE
 from . import _fused
 from .brownian import BrownianPath
@@ -141,8 +142,67 @@ def _prepare(score, x, ts, process, save_at):
     return field_, grid, x2, nx, kind, set(save.tolist())
 
 
+def _torch_score(field, x, t):
+    """field(x, t) on torch points without host synchronization: the Python loop's evaluator on
+    torch. x was validated once at entry, so the fields' per-call checks of x (and of the output's
+    finiteness, a sync each) are skipped; outputs are checked for backend, dtype and shape
+    (metadata, no sync), and finiteness once at the end of the run. Exact mixture paths are
+    evaluated by :func:`sftheory._kernels.torch_mixture.mixture_eval` with overflow "ignore";
+    combinators recurse; other fields fall back to their own ``_eval``."""
+    from .._kernels.torch_mixture import mixture_eval
+    from ..models.path import MixturePath
+
+    if isinstance(field, CallableField):
+        fn = field.fn
+        if getattr(fn, "__func__", None) is MixturePath.score and \
+                isinstance(getattr(fn, "__self__", None), MixturePath):
+            return _torch_score(fn.__self__, x, t)
+        out = fn(x, t)
+        if not is_torch(out) or out.dtype != x.dtype or tuple(out.shape) != tuple(x.shape) \
+                or out.device != x.device:
+            raise ValueError(f"field {field.name} returned {type(out).__name__} "
+                             f"{getattr(out, 'dtype', '')} {tuple(getattr(out, 'shape', ()))} for "
+                             f"x {x.dtype} {tuple(x.shape)} on {x.device}: return x's backend, "
+                             f"dtype, device and shape")
+        return out
+    if isinstance(field, MixturePath):
+        m, v = field.process.conditional(t)
+        if field._needs_positive_t and v <= 0:  # pragma: no cover - ts[:-1] > 0 always
+            raise ValueError(f"t must be > 0: {type(field.law).__name__} has no density at t = 0")
+        return mixture_eval(x, float(m), float(v), *_fused.torch_tensors(field._params, x),
+                            overflow="ignore")[1]
+    if isinstance(field, WeightedField):
+        out = None
+        for w, f in zip(field.weights, field.fields):
+            if w != 0.0:
+                term = float(w) * _torch_score(f, x, t)
+                out = term if out is None else out + term
+        return out
+    if isinstance(field, PerturbedField):
+        out = _torch_score(field.base, x, t)
+        return out if field.eps == 0.0 else out + field.eps * _torch_score(field.error, x, t)
+    if isinstance(field, ScaledField):
+        return float(field.factor_at(t)[0]) * _torch_score(field.base, x, t)
+    return field._eval(x, t)
+
+
+def _nonfinite(method):
+    return FloatingPointError(f"{method}: the final points contain NaN or infinite values "
+                              f"(score field or step sizes?)")
+
+
 def _run(method, coefficients, score, x, ts, process, *, h, seed, noise, callback, save_at,
-         disable):
+         disable, particle_offset=0):
+    """The one-step loop x <- alpha x + beta S(x, t_k) + sigma xi on one of three routes: the
+    compiled numba loop (exact mixture field, numpy points), the device-resident torch loop (exact
+    mixture field, torch points, no callback and no noise), or the Python loop. Inputs are
+    validated once here; on torch the Python loop does no host synchronization per step and the
+    finiteness of every step's score and of the final points is checked once at the end.
+    ``particle_offset``: the global index of x's first particle when x is a shard of a larger
+    batch (:mod:`sftheory.distributed`). The numba route draws particle j's noise from stream
+    ``particle_offset + j`` (shards reproduce the unsharded run bit for bit); the other routes
+    draw from one stream per call, so a shard at offset > 0 uses the seed
+    :func:`shard_seed` (seed, offset): the same law, not the unsharded run's numbers."""
     from tqdm.auto import tqdm
 
     field_, grid, x, nx, kind, save = _prepare(score, x, ts, process, save_at)
@@ -155,10 +215,20 @@ def _run(method, coefficients, score, x, ts, process, *, h, seed, noise, callbac
     if form is not None:  # exact mixture score on numpy: the whole loop compiled
         out, shots, times = _fused.run_fused(form, x, grid, alpha, beta, sigma, seed=seed,
                                              noise=noise, save=save, disable=disable,
-                                             method=method)
+                                             method=method, particle_offset=particle_offset)
         if not np.all(np.isfinite(out)):
-            raise FloatingPointError(f"{method}: the final points contain NaN or infinite values "
-                                     f"(score field or step sizes?)")
+            raise _nonfinite(method)
+        out = out[:, 0] if kind == "1d" else out
+        return SampleResult(out, shots, np.array(times), grid.shape[0] - 1, method)
+    if particle_offset and noise is None:  # a shard off the numba route: its own stream
+        seed = shard_seed(seed, particle_offset)
+    form = _fused.torch_eligible(field_, x, nx, noise, callback)
+    if form is not None:  # exact mixture score on torch: the whole loop on the device
+        try:
+            out, shots, times = _fused.run_torch(form, x, grid, alpha, beta, sigma, seed=seed,
+                                                 save=save, disable=disable, method=method)
+        except FloatingPointError:
+            raise _nonfinite(method) from None
         out = out[:, 0] if kind == "1d" else out
         return SampleResult(out, shots, np.array(times), grid.shape[0] - 1, method)
     gen = nx.generator(seed, x) if noise is None and np.any(sigma > 0) else None
@@ -168,10 +238,16 @@ def _run(method, coefficients, score, x, ts, process, *, h, seed, noise, callbac
         shots.append(nx.copy(x))
         times.append(float(grid[0]))
     nfe = 0
+    finite = None  # torch: a device flag, all steps' scores finite (read once at the end)
     steps = range(grid.shape[0] - 1)
     for k in tqdm(steps, disable=disable, desc=method, unit="step", leave=False):
         t = float(grid[k])
-        s = field_._eval(x, t)
+        if nx.is_torch:
+            s = _torch_score(field_, x, t)
+            ok = nx.torch.isfinite(s).all()
+            finite = ok if finite is None else finite & ok
+        else:
+            s = field_._eval(x, t)
         nfe += 1
         if callback is not None:
             callback({"i": k, "t": t, "x": x, "score": s})
@@ -187,11 +263,43 @@ def _run(method, coefficients, score, x, ts, process, *, h, seed, noise, callbac
         if float(grid[k + 1]) in save:
             shots.append(nx.copy(x))
             times.append(float(grid[k + 1]))
+    if finite is not None and not bool(finite):
+        raise FloatingPointError(f"{method}: the score field returned NaN or infinite values at "
+                                 f"some step (checked once, at the end of the run)")
     if not nx.all_finite(x):
-        raise FloatingPointError(f"{method}: the final points contain NaN or infinite values "
-                                 f"(score field or step sizes?)")
+        raise _nonfinite(method)
     out = x[:, 0] if kind == "1d" else x
     return SampleResult(out, shots, np.array(times), nfe, method)
+
+
+def shard_seed(seed, particle_offset: int) -> int:
+    """The seed of the shard starting at ``particle_offset`` on the routes whose noise is one
+    stream per call (torch, Python loop): an integer from numpy's SeedSequence([seed, offset]),
+    distinct for distinct offsets, so shards never share noise. ``seed`` must be an int."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"a sharded run needs an integer seed >= 0 (the same on every rank), "
+                         f"got {seed!r}")
+    state = np.random.SeedSequence([int(seed), int(particle_offset)]).generate_state(2, np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1
+
+
+def run_shard(sampler, score, x, ts, process, *, particle_offset: int, h=None, seed=None,
+              save_at=None, disable=None) -> SampleResult:
+    """``sampler`` (:data:`sample_euler_maruyama` or :data:`sample_exponential`) on a shard x of
+    a larger batch whose first particle has global index ``particle_offset`` (see :func:`_run`);
+    no callback and no Brownian path (their noise is not indexed by particle)."""
+    table = {"sample_euler_maruyama": ("euler_maruyama", euler_maruyama_coefficients),
+             "sample_exponential": ("exponential", exponential_coefficients)}
+    if not isinstance(sampler, _Integrator) or sampler.__name__ not in table:
+        raise ValueError(f"sampler must be sample_euler_maruyama or sample_exponential, got "
+                         f"{sampler!r}")
+    if isinstance(particle_offset, (bool, np.bool_)) or \
+            not isinstance(particle_offset, numbers.Integral) or particle_offset < 0:
+        raise ValueError(f"particle_offset must be an integer >= 0, got {particle_offset!r}")
+    method, coefficients = table[sampler.__name__]
+    return _run(method, coefficients, score, x, ts, process, h=h, seed=seed, noise=None,
+                callback=None, save_at=save_at, disable=disable,
+                particle_offset=int(particle_offset))
 
 
 class _Integrator:

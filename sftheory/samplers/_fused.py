@@ -14,6 +14,11 @@ are switched off (``use_kernels("numpy")``), or a given Brownian path would need
 result on this route, for any thread count, but not the same numbers as the Python loop. With a
 :class:`~sftheory.samplers.BrownianPath` both routes use the same increments and agree to
 rounding (tests/samplers/test_fused.py).
+
+On torch points (CPU or CUDA, float32 or float64) the same fields, with no callback and no
+``noise``, take the device-resident route (:func:`run_torch`): the whole loop on the device with
+no host synchronization inside it, the inputs validated once and the output checked for
+non-finite values once at the end.
 """
 from __future__ import annotations
 
@@ -26,6 +31,8 @@ from ..backend import kernel_impl
 from ..fields import CallableField, PerturbedField, ScaledField, WeightedField
 
 MAX_NOISE_BYTES = 256 * 2**20
+#: On CUDA, the torch route compiles its step (torch.compile) from this many particle-steps on.
+TORCH_COMPILE_MIN_WORK = 1e8
 TARGET_WORK_PER_CHUNK = 2e7  # particle x component x dim evaluations between progress updates
 
 
@@ -85,13 +92,19 @@ def eligible(field, x, nx, noise, callback) -> tuple | None:
     return form
 
 
-def run_fused(form, x, grid, alpha, beta, sigma, *, seed, noise, save, disable, method):
-    """The step loop of ``_core._run`` on the compiled route; returns (x, snapshots, times)."""
-    from tqdm.auto import tqdm
+def torch_eligible(field, x, nx, noise, callback) -> tuple | None:
+    """(path, factor) when the device-resident torch route applies: an exact mixture field (the
+    fields :func:`exact_form` accepts) on torch points, no ``callback`` and no ``noise``."""
+    if not nx.is_torch or callback is not None or noise is not None:
+        return None
+    form = exact_form(field)
+    if form is None or form[0].dim != x.shape[1]:
+        return None
+    return form
 
-    from .._kernels.mixture import kernel_layout
-    from .._kernels.sampler import StepLoop
 
+def _path_coefficients(form, grid, beta):
+    """(beta * factor, m_s, v_s) at the step start times grid[:-1], float64 numpy arrays."""
     path, factor = form
     t_k = np.asarray(grid[:-1], dtype=np.float64)
     if factor is not None:
@@ -102,6 +115,30 @@ def run_fused(form, x, grid, alpha, beta, sigma, *, seed, noise, save, disable, 
     if path._needs_positive_t and np.any(v_s <= 0):  # pragma: no cover - ts[:-1] > 0 always
         raise ValueError(f"t must be > 0: {type(path.law).__name__} has no density at t = 0 "
                          f"(v(t) = 0); end the grid before the score is needed at t = 0")
+    return beta, m_s, v_s
+
+
+def _cuts(grid, save, n_steps, chunk):
+    """Chunk boundaries of range(n_steps), with one at every save time (snapshots are taken
+    between kernel calls)."""
+    return sorted({0, n_steps, *range(0, n_steps, chunk),
+                   *(k for k in range(1, n_steps) if float(grid[k]) in save)})
+
+
+def run_fused(form, x, grid, alpha, beta, sigma, *, seed, noise, save, disable, method,
+              particle_offset: int = 0):
+    """The step loop of ``_core._run`` on the compiled route; returns (x, snapshots, times).
+
+    ``particle_offset``: the global index of x's first particle when x is a shard of a larger
+    batch (:mod:`sftheory.distributed`): particle j draws from the stream of particle
+    ``particle_offset + j``, so a sharded run reproduces the unsharded one bit for bit."""
+    from tqdm.auto import tqdm
+
+    from .._kernels.mixture import kernel_layout
+    from .._kernels.sampler import StepLoop
+
+    path = form[0]
+    beta, m_s, v_s = _path_coefficients(form, grid, beta)
     params = path._params
     layout = params._cache.get("layout")
     if layout is None:
@@ -110,14 +147,12 @@ def run_fused(form, x, grid, alpha, beta, sigma, *, seed, noise, save, disable, 
     key = 0
     if noise is None and np.any(sigma > 0):
         key = int(check_seed(seed).integers(0, 2**63 - 1))
-    loop = StepLoop(layout, x, key)
+    loop = StepLoop(layout, x, key, start=particle_offset)
     n, d = loop.x.shape
     n_steps = grid.shape[0] - 1
     k_count = params.means.shape[0]
     chunk = int(max(1, min(n_steps, TARGET_WORK_PER_CHUNK // max(1, n * k_count * d))))
-    # chunk boundaries at every save time, so snapshots are taken between kernel calls
-    cuts = sorted({0, n_steps, *range(0, n_steps, chunk),
-                   *(k for k in range(1, n_steps) if float(grid[k]) in save)})
+    cuts = _cuts(grid, save, n_steps, chunk)
     shots, times = [], []
     if float(grid[0]) in save:
         shots.append(loop.x.copy())
@@ -136,3 +171,51 @@ def run_fused(form, x, grid, alpha, beta, sigma, *, seed, noise, save, disable, 
     out = loop.x.astype(x.dtype, copy=False)
     shots = [s.astype(x.dtype, copy=False) for s in shots]
     return out, shots, times
+
+
+def torch_tensors(params, x):
+    """The mixture's (means, logw, lam, rot) on x's device and dtype, cached on the parameters
+    (one host-to-device copy per device and dtype, not one per call)."""
+    from .._kernels.torch_mixture import mixture_tensors
+
+    key = ("torch", str(x.device), str(x.dtype))
+    cached = params._cache.get(key)
+    if cached is None:
+        cached = mixture_tensors(params, x)
+        params._cache[key] = cached
+    return cached
+
+
+def run_torch(form, x, grid, alpha, beta, sigma, *, seed, save, disable, method):
+    """The step loop of ``_core._run`` on torch, device-resident: the whole chain
+    x <- alpha_k x + beta_k c(t_k) S_P(x, t_k) + sigma_k xi_k (Euler-Maruyama or the exponential
+    integrator, whose steps share that form) through
+    :func:`sftheory._kernels.torch_mixture._em_sample_mixture`, which validates once, draws the
+    noise on the device and checks finiteness once at the end (FloatingPointError). Save times
+    split the run into segments (one entry/exit check each). ``torch.compile`` is used on CUDA
+    when particles x steps >= :data:`TORCH_COMPILE_MIN_WORK` (its compile time then pays off).
+    The noise comes from one ``torch.Generator`` on x's device seeded from ``seed``: reproducible
+    for a seed and device, not the numbers of the numpy or numba routes (same law)."""
+    from .._kernels.torch_mixture import _em_sample_mixture
+    from ..backend import get_backend
+
+    nx = get_backend(x)
+    path = form[0]
+    beta, m_s, v_s = _path_coefficients(form, grid, beta)
+    tensors = torch_tensors(path._params, x)
+    # a generator even when sigma = 0 (its draws are multiplied by 0): never the global stream
+    gen = nx.generator(seed if np.any(sigma > 0) else 0, x)
+    n_steps = grid.shape[0] - 1
+    compile_ = x.device.type == "cuda" and x.shape[0] * n_steps >= TORCH_COMPILE_MIN_WORK
+    cuts = _cuts(grid, save, n_steps, n_steps)
+    shots, times = [], []
+    if float(grid[0]) in save:
+        shots.append(x.clone())
+        times.append(float(grid[0]))
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        x = _em_sample_mixture(x, alpha[lo:hi], beta[lo:hi], sigma[lo:hi], m_s[lo:hi],
+                               v_s[lo:hi], *tensors, generator=gen, compile=compile_)
+        if float(grid[hi]) in save:
+            shots.append(x.clone())
+            times.append(float(grid[hi]))
+    return x, shots, times
