@@ -46,8 +46,11 @@ No threshold is a pass/fail; the issue's targets (2 cores: >= the torch GEMM at 
 
 ``--big``: n = 1e6, d = 784 float64 points (6.3 GB, built in place and handed to the engine's
 ``EmpiricalStore`` directly, so the benchmark holds exactly one copy), ``--big-queries`` queries
-(default 64), budget ``--big-budget-mib`` (default 512 MiB): time and peak RSS of the engine
-only, and its agreement with the difference form on 4 queries.
+(default 64), budget ``--big-budget-mib`` (default 512 MiB): time and memory of the engine's
+first call in the process (so no allocator cache hides its working memory): the sampled RSS
+above the start and the process high-water mark (``getrusage``) above the points; then its
+agreement with the difference form on 4 queries. Measured on the 2-core VM: 64 queries in 10 s,
++60 MiB above the 6.3 GB of points.
 
 Rerun
 -----
@@ -66,6 +69,7 @@ import gc
 import json
 import os
 import platform
+import resource
 import sys
 import threading
 import time
@@ -243,8 +247,8 @@ def run_big(args):
     print(f"\n== big: n = {n:_}, d = {d} float64 ({n * d * 8 / 1e9:.1f} GB of points), N = {nq}, "
           f"budget {args.big_budget_mib} MiB")
     y = np.empty((n, d))
-    for i in range(0, n, 50_000):
-        y[i:i + 50_000] = rng.random((min(50_000, n - i), d))
+    for i in range(0, n, 5_000):  # small chunks: the high-water mark stays at the points
+        y[i:i + 5_000] = rng.random((min(5_000, n - i), d))
     store = _esf_gemm.EmpiricalStore(y)
     _ = store.sqnorms  # n floats, part of the store
     m, v = VP().conditional(T)
@@ -255,14 +259,21 @@ def run_big(args):
         return _esf_gemm.evaluate_empirical(nx, xx, m, v, True, store, form=form,
                                             budget_bytes=budget)
 
+    # the first engine call of the process, so no allocator cache hides its working memory:
+    # the sampled RSS above the start, and the process's high-water mark (getrusage) above it
+    gc.collect()
+    base = rss()
+    ts, peak = timed(lambda: call(x), 1)
+    high = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
     ok = rel_diff(call(x[:4])[1], _esf_gemm.evaluate_empirical(
         nx, x[:4], m, v, True, store, form="diff", budget_bytes=budget)[1])
     print(f"  agreement expanded vs difference form on 4 queries: {ok:.1e}")
-    ts, peak = timed(lambda: call(x), 1)
     print(f"  posterior mean of {nq} queries: {ts[0]:.1f} s, peak RSS +{peak / 2**20:.0f} MiB "
+          f"sampled, high-water mark +{max(high, 0) / 2**20:.0f} MiB above the points "
           f"(budget {args.big_budget_mib} MiB)")
     return {"n": n, "d": d, "N": nq, "budget_MiB": args.big_budget_mib, "time_s": ts[0],
-            "peak_rss_delta_MiB": peak / 2**20, "agreement_vs_diff_form_4": ok,
+            "peak_rss_delta_MiB": peak / 2**20, "high_water_above_points_MiB": max(high, 0) / 2**20,
+            "agreement_vs_diff_form_4": ok,
             "points_GB": n * d * 8 / 1e9}
 
 
