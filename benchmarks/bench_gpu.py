@@ -10,8 +10,12 @@ Sections (each in its own try/except: an error is recorded in the JSON and the r
                      naive torch (materialize the B x n logits, softmax, matmul) in float32,
                      TF32, float64 vs ``lse_average_torch`` (augmented GEMMs, online LSE,
                      bounded memory; point tiles swept) exact float32 / float64, its fast
-                     precisions (tf32, fp16, bf16) and the SDPA route
-                     (``posterior_average_sdpa`` fp16 / bf16 / fp32). TFLOP/s counts 4 B n d;
+                     precisions (tf32, fp16, bf16), the SDPA route
+                     (``posterior_average_sdpa`` fp16 / bf16 / fp32) and the fast route
+                     (``lse_average_fast``: centred points, one fp16/bf16/TF32 GEMM with float32
+                     output, row max, exp and rounding of the weights, one GEMM; keys prepared
+                     or per call, with and without log p, a smaller budget, eager or compiled;
+                     also back to back, no host sync, against naive TF32). TFLOP/s counts 4 B n d;
                      error = max |ybar - ybar_float64| (data in [0, 1]); peak device memory per
                      variant; plus one exact float32 run at n = 1e6 (memory bounded).
 (b) ``mixture``   -- mixture score, d = 2, K = 16 full covariances, N = 4M points: naive torch
@@ -99,6 +103,30 @@ def timeit(fn, dev, repeats=5, warmup=1):
             fn()
             ts.append(time.perf_counter() - t)
     return statistics.median(ts), ts
+
+
+def timeit_stream(fn, dev, calls=10, repeats=3):
+    """Per-call seconds of ``calls`` back-to-back calls between two events (no host sync between
+    calls: the host queues call i+1 while the device runs call i, as in a loop over batches);
+    median over ``repeats``. perf_counter on CPU."""
+    fn()
+    sync(dev)
+    ts = []
+    for _ in range(repeats):
+        if dev.type == "cuda":
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            for _ in range(calls):
+                fn()
+            b.record()
+            b.synchronize()
+            ts.append(a.elapsed_time(b) / 1e3 / calls)
+        else:
+            t = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            ts.append((time.perf_counter() - t) / calls)
+    return statistics.median(ts)
 
 
 def peak_mem_reset(dev):
@@ -221,6 +249,69 @@ def bench_empirical(dev, cfg, results):
         record(f"ours sdpa {prec} keys prepared", lambda p=prec, prep=prep:
                eg.posterior_average_sdpa(x32, y32, a, w, precision=p, prepared=prep), "half")
         del prep
+    # the fast route (lse_average_fast): centred points, one half / TF32 GEMM with float32
+    # output, row max, exp and rounding of the weights (eager passes, or one compiled kernel),
+    # one GEMM; posterior mean only (as the naive baseline) unless "+lse"; keys prepared once
+    # (time-independent) unless "keys per call"
+    fuses = ("eager", "compile") if cfg["compile"] else ("eager",)
+    for prec, pk in (("fp16", "half"), ("bf16", "half"), ("tf32", "tf32")):
+        prep = eg.prepare_fast_keys(y32, prec)
+        for fz in fuses if prec != "tf32" else ("eager",):
+            if fz == "compile":
+                t0 = time.perf_counter()
+                try:
+                    eg.lse_average_fast(x32, y32, a, w, precision=prec, prepared=prep,
+                                        want_lse=False, fuse="compile")
+                    sync(dev)
+                except Exception as exc:  # noqa: BLE001
+                    eg._FUSED["reason"] = f"{type(exc).__name__}: {exc}"
+                out[f"fast_compile_{prec}"] = {"seconds": time.perf_counter() - t0,
+                                               "fell_back": bool(eg._FUSED.get("failed")),
+                                               "reason": eg._FUSED.get("reason")}
+                log(f"   fast-route compile {prec}: {out[f'fast_compile_{prec}']}")
+            record(f"fast-route {prec} {fz}", lambda p=prec, prep=prep, fz=fz:
+                   eg.lse_average_fast(x32, y32, a, w, precision=p, prepared=prep,
+                                       want_lse=False, fuse=fz)[1], pk)
+        if prec == "fp16":
+            fz = fuses[-1]
+            record(f"fast-route {prec} {fz} +lse", lambda p=prec, prep=prep, fz=fz:
+                   eg.lse_average_fast(x32, y32, a, w, precision=p, prepared=prep,
+                                       want_lse=True, fuse=fz)[1], pk)
+            record(f"fast-route {prec} {fz} keys per call", lambda p=prec, fz=fz:
+                   eg.lse_average_fast(x32, y32, a, w, precision=p, want_lse=False,
+                                       fuse=fz)[1], pk)
+            fb = cfg["fast_budget"]
+            record(f"fast-route {prec} {fz} budget {fb / 2**20:g}MiB",
+                   lambda p=prec, prep=prep, fz=fz: eg.lse_average_fast(
+                       x32, y32, a, w, precision=p, prepared=prep, want_lse=False,
+                       budget_bytes=fb, fuse=fz)[1], pk)
+        del prep
+    # back-to-back calls (no host sync between calls; check_finite=False for the fast route,
+    # whose per-call finiteness check is a host sync): the naive TF32 baseline and the fast
+    # route, same timing method, so the ratio is like for like
+    stream = {}
+    try:
+        with eg.tf32_matmul(True):
+            stream["naive tf32"] = timeit_stream(lambda: naive_esf(x32, y32, a, w, yn32), dev,
+                                                 calls=cfg["stream_calls"])
+        fz = fuses[-1]
+        for prec in ("fp16", "bf16", "tf32"):
+            prep = eg.prepare_fast_keys(y32, prec)
+            fzp = fz if prec != "tf32" else "eager"
+            stream[f"fast-route {prec} {fzp}"] = timeit_stream(
+                lambda p=prec, prep=prep, fzp=fzp: eg.lse_average_fast(
+                    x32, y32, a, w, precision=p, prepared=prep, want_lse=False, fuse=fzp,
+                    check_finite=False), dev, calls=cfg["stream_calls"])
+            del prep
+        base = stream["naive tf32"]
+        out["back_to_back"] = {k: {"ms": t * 1e3, "tflops": flops / t / 1e12,
+                                   "speedup_vs_naive_tf32": base / t} for k, t in stream.items()}
+        for k, r in out["back_to_back"].items():
+            log(f"   back-to-back {k:26s} {r['ms']:8.2f} ms {r['tflops']:7.1f} TFLOP/s "
+                f"x{r['speedup_vs_naive_tf32']:.2f} vs naive tf32")
+    except Exception as exc:  # noqa: BLE001
+        out["back_to_back"] = {"error": f"{type(exc).__name__}: {exc}", "partial": stream}
+        log(f"   back-to-back FAILED: {type(exc).__name__}: {exc}")
     out["sdpa_backends"] = sdpa_backends(dev, d)
     out["mm_out_dtype_fallback"] = {k: (not v) for k, v in eg._MM_OUT_DTYPE_OK.items()}
     # best of each kind, and ratios against the naive anchors
@@ -233,7 +324,9 @@ def bench_empirical(dev, cfg, results):
     for label, prefix, base in (("exact fp32", "ours exact fp32", "naive fp32"),
                                 ("exact fp64", "ours exact fp64", "naive fp64"),
                                 ("fast", "ours fast", "naive tf32"),
-                                ("sdpa", "ours sdpa", "naive tf32")):
+                                ("sdpa", "ours sdpa", "naive tf32"),
+                                ("fast route", "fast-route", "naive tf32"),
+                                ("fast route tf32", "fast-route tf32", "naive tf32")):
         k, r = best(prefix)
         if k is not None and "ms" in v.get(base, {}):
             summary[label] = {"best": k, "ms": r["ms"], "tflops": r["tflops"],
@@ -264,6 +357,20 @@ def bench_empirical(dev, cfg, results):
                           "finite": bool(torch.isfinite(ybar).all())}
         log(f"   large n={nn}: {t:.3f} s, peak mem {out['large_n']['peak_mem_mib']} MiB "
             f"(a B x n fp32 matrix would be {out['large_n']['B_x_n_fp32_mib']:.0f} MiB)")
+        del ybar
+        # the fast route at large n (points tiled, tiles merged by their log-sum-exp)
+        peak_mem_reset(dev)
+        sync(dev)
+        t = time.perf_counter()
+        _, ybar = eg.lse_average_fast(xb, yb, 0.8, 4.0, precision="fp16", fuse="eager")
+        sync(dev)
+        t = time.perf_counter() - t
+        out["large_n_fast_fp16"] = {"B": nb_, "n": nn, "d": d, "seconds": t,
+                                    "tflops": 4.0 * nb_ * nn * d / t / 1e12,
+                                    "peak_mem_mib": peak_mem_mib(dev),
+                                    "finite": bool(torch.isfinite(ybar).all())}
+        log(f"   large n={nn} fast fp16 (keys per tile): {t:.3f} s, peak mem "
+            f"{out['large_n_fast_fp16']['peak_mem_mib']} MiB")
         del yb, xb, ybar
     except Exception as exc:  # noqa: BLE001
         out["large_n"] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -537,11 +644,13 @@ def ratios(results):
 CONFIGS = {
     "full": {"gemm_n": 8192, "rep_gemm": 5, "rep": 5, "esf": (4096, 60000, 784),
              "key_blocks": (1024, 2048, 4096, 8192), "esf_big": (4096, 1_000_000),
+             "fast_budget": 2**28, "stream_calls": 10,
              "mix_n": 4_000_000, "sample": (1_000_000, 1000), "sample_warm": 3,
              "cpu_mix_n": 1_000_000, "cpu_esf": (256, 60000, 784), "cpu_sample": (20000, 200),
              "cpu_sampler": True},
     "small": {"gemm_n": 512, "rep_gemm": 3, "rep": 3, "esf": (256, 2000, 64),
-              "key_blocks": (512, 4096), "esf_big": (64, 20000), "mix_n": 20000,
+              "key_blocks": (512, 4096), "esf_big": (64, 20000),
+              "fast_budget": 2**18, "stream_calls": 2, "mix_n": 20000,
               "sample": (2000, 20), "sample_warm": 2, "cpu_mix_n": 20000,
               "cpu_esf": (64, 2000, 64), "cpu_sample": (2000, 20), "cpu_sampler": False},
 }

@@ -531,3 +531,182 @@ def test_evaluate_empirical_fast_precision_option(precision, eps):
                               precision=precision)
     with pytest.raises(ValueError, match="precision must be"):
         eg.evaluate_empirical(get_backend(xt), xt, 0.8, 1.2, True, store, precision="fp8")
+
+
+# ---- the fast route (lse_average_fast): centred points, one half GEMM, softmax, one GEMM ---------
+def fast_bound(x, y, a, w, precision, c=None):
+    """The documented error model (eg.fast_logit_error), computed here from its formula: logit
+    error delta = 2u |a (x - ac)| max|y - c| / w with u the GEMM input roundoff; ybar error <=
+    2 (delta + u_w) * 2 max|y - c| + u_w max|y - c| (u_w: rounding of the weights and values)."""
+    c = y.mean(0) if c is None else c
+    ymc = np.sqrt(((y - c) ** 2).sum(1).max())
+    u = {"fp16": 2.0**-11, "bf16": 2.0**-8, "tf32": 2.0**-10}[precision]
+    uw = {"fp16": 2.0**-11, "bf16": 2.0**-8, "tf32": 0.0}[precision]
+    delta = 2 * u * a * np.sqrt(((x - a * c) ** 2).sum(1)) * ymc / w
+    return delta, 2 * (delta + uw) * 2 * ymc + uw * ymc + 1e-6
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16", "tf32"])
+@pytest.mark.parametrize("budget", [None, 200_000])
+def test_fast_route_within_its_documented_bound(precision, budget):
+    """ybar and logsumexp against scipy (float64, differences): within the documented bound with
+    a 2x margin, for one tile and for a budget that splits the points into 16 tiles merged by
+    their log-sum-exp; the route really rounds (error > 1e-9)."""
+    y, x = esf_problem(64, 2000, 50, seed=31)
+    a, w = 0.8, 2.0
+    l_ref, y_ref = scipy_ref(x, y, a, w)
+    if budget is not None:
+        assert eg._fast_tiles(50, 2000, 64, 2, budget, False)[1] < 2000  # points tiled
+    lse, yb = eg.lse_average_fast(torch.from_numpy(x), torch.from_numpy(y), a, w,
+                                  precision=precision, budget_bytes=budget)
+    assert lse.dtype == yb.dtype == torch.float32
+    delta, ybound = fast_bound(x, y, a, w, precision)
+    err = np.abs(yb.double().numpy() - y_ref).max(1)
+    assert np.all(err <= 2 * ybound), (err.max(), ybound.min())
+    assert err.max() > 1e-9
+    uw = 0.0 if precision == "tf32" else {"fp16": 2.0**-11, "bf16": 2.0**-8}[precision]
+    # lse: delta from the logits, uw from the rounded weights' sum, float32 of |x - ac|^2 / 2w
+    big = ((x - a * y.mean(0)) ** 2).sum(1) / (2 * w)
+    lerr = np.abs(lse.double().numpy() - l_ref)
+    assert np.all(lerr <= 2 * (delta + uw + 64 * 2.0**-24 * big)), lerr.max()
+
+
+def test_fast_route_per_row_times_and_dispatcher():
+    """Per-query (a, w) tensors, and evaluate_empirical(precision="fp16-fast"): log p and the
+    posterior mean against scipy within the bound; the prepared keys are cached in the store."""
+    from sftheory.backend import get_backend
+
+    y, x = esf_problem(32, 1200, 30, seed=32)
+    rng = np.random.default_rng(33)
+    w = rng.uniform(0.8, 2.5, 30)
+    _, y_ref = scipy_ref(x, y, 0.9, w)
+    _, yb = eg.lse_average_fast(torch.from_numpy(x), torch.from_numpy(y),
+                                torch.full((30,), 0.9), torch.from_numpy(w), precision="fp16")
+    _, ybound = fast_bound(x, y, 0.9, w, "fp16")
+    assert np.all(np.abs(yb.double().numpy() - y_ref).max(1) <= 2 * ybound)
+    store = eg.EmpiricalStore(y)
+    xt = torch.from_numpy(x)
+    lp, pm = eg.evaluate_empirical(get_backend(xt), xt, 0.9, 1.3, True, store,
+                                   precision="fp16-fast")
+    lp0, _ = scipy_ref(x, y, 0.9, 1.3)
+    lp0 = lp0 - np.log(1200) - 0.5 * 32 * np.log(2 * np.pi * 1.3)
+    _, y_ref = scipy_ref(x, y, 0.9, 1.3)
+    delta, ybound = fast_bound(x, y, 0.9, 1.3, "fp16")
+    assert pm.dtype == torch.float64
+    assert np.all(np.abs(pm.numpy() - y_ref).max(1) <= 2 * ybound)
+    assert np.all(np.abs(lp.numpy() - lp0) <= 2 * (delta + 2.0**-11) + 1e-3)
+    assert any(k[0] == "fast" for k in store._shared if isinstance(k, tuple))
+
+
+def test_fast_route_memory_budget_is_respected(monkeypatch):
+    """Every logit tile the route forms (recorded by a spy on the GEMM) fits the budget with its
+    weights: bq * bk * 6 bytes plus the per-query and per-point terms <= budget."""
+    y, x = esf_problem(16, 3000, 40, seed=34)
+    seen = []
+    real = eg._mm32
+    monkeypatch.setattr(eg, "_mm32", lambda a, b: seen.append(a.shape[0] * b.shape[1]) or
+                        real(a, b))
+    budget = 150_000
+    bq, bk = eg._fast_tiles(40, 3000, 16, 2, budget, False)
+    d_aug = eg._pad8(16 + 4)
+    used = bq * (4 * 16 + 2 * d_aug + 8 * d_aug + 64) + bk * (4 * 16 + 8 + 2 * d_aug) + bq * bk * 6
+    assert used <= budget and bk < 3000
+    eg.lse_average_fast(torch.from_numpy(x), torch.from_numpy(y), 0.8, 1.0, precision="fp16",
+                        budget_bytes=budget)
+    assert max(seen) * 6 <= budget and len(seen) > 2
+    for budget in (1 << 22, 1 << 30):  # n = 1e6, d = 784, B = 4096: never B x n
+        bq, bk = eg._fast_tiles(4096, 10**6, 784, 2, budget, False)
+        assert bq * bk * 6 <= budget and bq * bk < 4096 * 10**6
+
+
+def test_fast_route_bad_inputs():
+    x = torch.zeros(3, 4)
+    with pytest.raises(ValueError, match="budget_bytes=100 is too small for one row"):
+        eg.lse_average_fast(x, x, 1.0, 1.0, budget_bytes=100)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        eg.lse_average_fast(x, x, 1.0, 1.0, precision="fp8")
+    with pytest.raises(TypeError, match="float32 or float64"):
+        eg.lse_average_fast(x.half(), x, 1.0, 1.0)
+    with pytest.raises(TypeError, match="keys must be float32 or float64"):
+        eg.lse_average_fast(x, x.half(), 1.0, 1.0)
+    with pytest.raises(ValueError, match="same d"):
+        eg.lse_average_fast(x, torch.zeros(3, 5), 1.0, 1.0)
+    with pytest.raises(ValueError, match="w > 0"):
+        eg.lse_average_fast(x, x, 1.0, 0.0)
+    with pytest.raises(ValueError, match="fuse"):
+        eg.lse_average_fast(x, x, 1.0, 1.0, fuse="triton")
+    prep = eg.prepare_fast_keys(x, "fp16")
+    with pytest.raises(ValueError, match="another precision"):
+        eg.lse_average_fast(x, x, 1.0, 1.0, precision="bf16", prepared=prep)
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="keys are on"):
+            eg.lse_average_fast(x.cuda(), x, 1.0, 1.0)
+    # fp16 overflow of the GEMM inputs (|a x / w| > 65504) is an error, not a silent NaN
+    with pytest.raises(ValueError, match="non-finite"):
+        eg.lse_average_fast(torch.full((2, 4), 1e3), torch.zeros(5, 4) + torch.arange(5.)[:, None],
+                            1.0, 1e-3, precision="fp16")
+
+
+def fast_bound_fp32(x, y, a, w):
+    """The same model with u = 2^-24 (float32 arithmetic throughout, no weight rounding): the
+    route's arithmetic for precision="tf32" on a CPU, which has no TF32 units."""
+    c = y.mean(0)
+    ymc = np.sqrt(((y - c) ** 2).sum(1).max())
+    delta = 2 * 2.0**-24 * a * np.sqrt(((x - a * c) ** 2).sum(1)) * ymc / w
+    return 2 * delta * 2 * ymc + 2 * 2.0**-24 * ymc
+
+
+def test_fast_route_fp32_arithmetic_is_tight():
+    """precision="tf32" on CPU is IEEE float32: ybar within the float32 instance of the error
+    model (2x margin). This bound is tight enough (~1e-4) to see the planted errors below."""
+    y, x = esf_problem(64, 2000, 50, seed=35)
+    _, y_ref = scipy_ref(x, y, 0.8, 2.0)
+    _, yb = eg.lse_average_fast(torch.from_numpy(x), torch.from_numpy(y), 0.8, 2.0,
+                                precision="tf32")
+    err = np.abs(yb.double().numpy() - y_ref).max(1)
+    bound = fast_bound_fp32(x, y, 0.8, 2.0)
+    assert np.all(err <= 2 * bound), (err.max(), bound.min())
+
+
+@pytest.mark.parametrize("plant", ["a", "center", "nan"])
+def test_fast_route_planted_errors_are_caught(plant, monkeypatch):
+    """Planted errors against the float32 bound of the previous test: (a) the scale a 0.1 % off
+    (the caller's argument), (center) the centre forgotten on the query side and in the shift
+    back, (nan) a NaN in the logit GEMM -- which raises instead of returning NaN. (The fp16
+    bound, ~1e3 x looser, cannot resolve a 0.1 % error: that is the route's resolution.)"""
+    y, x = esf_problem(64, 2000, 50, seed=35)
+    a, w = 0.8, 2.0
+    _, y_ref = scipy_ref(x, y, a, w)
+    bound = fast_bound_fp32(x, y, a, w)
+    prep = eg.prepare_fast_keys(torch.from_numpy(y), "tf32")
+    a_used = a * 1.001 if plant == "a" else a
+    if plant == "center":
+        prep["center"] = prep["center"] * 0.0
+    if plant == "nan":
+        real = torch.mm
+
+        def nan_mm(p, q, *args, **kw):
+            out = real(p, q, *args, **kw)
+            out[0, 0] = float("nan")
+            return out
+        monkeypatch.setattr(torch, "mm", nan_mm)
+        with pytest.raises(ValueError, match="non-finite"):
+            eg.lse_average_fast(torch.from_numpy(x), torch.from_numpy(y), a, w,
+                                precision="tf32", prepared=prep)
+        return
+    _, yb = eg.lse_average_fast(torch.from_numpy(x), torch.from_numpy(y), a_used, w,
+                                precision="tf32", prepared=prep)
+    assert np.any(np.abs(yb.double().numpy() - y_ref).max(1) > 2 * bound)
+
+
+@cuda
+@pytest.mark.parametrize("precision", ["fp16", "bf16", "tf32"])
+@pytest.mark.parametrize("fuse", ["eager", "compile"])
+def test_cuda_fast_route_within_its_bound(precision, fuse):
+    y, x = esf_problem(784, 4000, 128, seed=36)
+    a, w = 0.8, 20.0
+    _, y_ref = scipy_ref(x, y, a, w)
+    xt, yt = torch.from_numpy(x).float().cuda(), torch.from_numpy(y).float().cuda()
+    _, yb = eg.lse_average_fast(xt, yt, a, w, precision=precision, fuse=fuse)
+    _, ybound = fast_bound(x, y, a, w, precision)
+    assert np.all(np.abs(yb.double().cpu().numpy() - y_ref).max(1) <= 2 * ybound)
