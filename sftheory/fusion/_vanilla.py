@@ -17,16 +17,21 @@ Routes for E_{p_lambda}[.] and E_nu[.] (``method``): ``"gaussian"`` closed forms
 reference is a :class:`~sftheory.models.Gaussian` (and the target a Gaussian, a Gaussian mixture,
 samples, or mu_n^sigma); ``"quadrature"`` trapezoid grid in d <= 2; ``"mc"`` fixed importance
 draws from the equal mixture (1/k) sum_i p_i (weights prod p_i^lambda_i / mixture <= k by AM-GM),
-common to every lambda so F stays smooth in lambda.
+common to every lambda so F stays smooth in lambda. On the grid and Monte Carlo routes the
+per-lambda sums (log Z, E_{p_lambda}[h_i], Cov) run in one fused pass of the numba kernel
+:func:`sftheory._kernels.quadrature.lse_moments`; ``sftheory.use_kernels("numpy")`` selects the
+numpy reference :meth:`FusionObjective._parts_numpy` instead.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import logsumexp
 
 from .._refs import source
+from ..backend import kernel_impl
 from .._validation import as_float_array, check_count, check_positive, check_seed, check_simplex
 from ..models import Gaussian, GaussianMixture
 from . import _grid
@@ -127,22 +132,31 @@ class FusionObjective:
                 raise ValueError(f"target has dimension {getattr(target, 'dim', None)}, the "
                                  f"references {dim}")
         self.target = target
+        t0 = t_mid = time.perf_counter()
         if method == "gaussian":
             self._means, self._covs = _gaussian_parts(refs)
         elif method == "quadrature":
             laws = list(refs) + ([target] if target is not None else [])
             pts, wts = _grid.tensor_grid(laws, dim)
             self._pts, self._logw = pts, np.log(wts)
-            self._H = self._log_refs(pts)
+            t_mid = time.perf_counter()
+            self._H = np.ascontiguousarray(self._log_refs(pts))
         else:
             counts = rng.multinomial(n_mc, np.full(self.k, 1.0 / self.k))
             pts = np.concatenate([np.asarray(m.sample(int(c), seed=rng)).reshape(int(c), dim)
                                   for m, c in zip(refs, counts) if c])
+            t_mid = time.perf_counter()
             H = self._log_refs(pts)
-            self._pts, self._H = pts, H
+            self._pts, self._H = pts, np.ascontiguousarray(H)
             # importance weights 1 / (n_mc * mixture density): sum_j w_j e^{lam.h(x_j)} ~ Z
-            self._logw = -logsumexp(H - np.log(self.k), axis=1) - np.log(pts.shape[0])
+            self._logw = np.ascontiguousarray(
+                -logsumexp(H - np.log(self.k), axis=1) - np.log(pts.shape[0]))
+        t1 = time.perf_counter()
         self.target_moments, self.target_log_density = self._target_moments(target, n_mc, rng)
+        #: seconds spent building the problem: ``nodes_s`` (grid or draws), ``log_refs_s``
+        #: (log p_i at the nodes; for "gaussian" the parameters), ``target_s`` (E_nu[h_i])
+        self.timings = {"nodes_s": t_mid - t0, "log_refs_s": t1 - t_mid,
+                        "target_s": time.perf_counter() - t1}
 
     def _log_refs(self, x):
         return np.column_stack([np.asarray(m.logpdf(x), dtype=np.float64)
@@ -163,14 +177,19 @@ class FusionObjective:
                 ent = float(gaussian_log_ref_expectations(tm, tc, tm, tc)[0, 0])
             return np.asarray(e), ent
         if self.dim <= 2 and self.method == "quadrature":
+            # logpdf may be unnormalized (a KLBarycenter's is sum_i lambda_i log p_i): nu =
+            # e^lq / mass, so E_nu[log nu] = E_nu[lq] - log mass (log mass ~ 1e-13 when lq is
+            # already normalized)
             lq = np.asarray(target.logpdf(self._pts), dtype=np.float64)
             q = np.exp(lq + self._logw)
             mass = q.sum()
-            return (q @ self._H) / mass, float(q @ lq / mass)
+            return (q @ self._H) / mass, float(q @ lq / mass - np.log(mass))
         if not callable(getattr(target, "sample", None)):
             raise ValueError("target needs sample(n, seed) for Monte Carlo moments")
         y = np.asarray(target.sample(n_mc, seed=rng)).reshape(n_mc, self.dim)
-        return self._log_refs(y).mean(axis=0), float(np.mean(target.logpdf(y)))
+        # the entropy term needs the normalized density (log Z estimated where it is unknown)
+        logq = getattr(target, "normalized_logpdf", target.logpdf)
+        return self._log_refs(y).mean(axis=0), float(np.mean(logq(y)))
 
     # ---- p_lambda moments ---------------------------------------------------------------------
     def _check_lam(self, lam):
@@ -180,27 +199,59 @@ class FusionObjective:
         return lam
 
     def _barycenter_parts(self, lam):
-        """(log Z, E_{p_lambda}[h] (k,), Cov_{p_lambda}(h) (k, k))."""
+        """(log Z, E_{p_lambda}[h] (k,), Cov_{p_lambda}(h) (k, k)) at a checked lam."""
+        return self._parts(lam, 2)
+
+    def _parts(self, lam, order: int):
+        """(log Z, E_{p_lambda}[h] or None, Cov_{p_lambda}(h) or None): ``order`` 0 computes
+        log Z only, 1 adds the mean, 2 the covariance. Grid and Monte Carlo routes go to the fused
+        numba kernel :func:`sftheory._kernels.quadrature.lse_moments` (one pass over the nodes)
+        unless kernels are switched off (``sftheory.use_kernels("numpy")``): then to the
+        reference :meth:`_parts_numpy`."""
         if self.method == "gaussian":
             mu, S = gaussian_barycenter_params(self._means, self._covs, lam)
             m, c = gaussian_log_ref_moments(self._means, self._covs, mu, S)
             return gaussian_log_normalizer(self._means, self._covs, lam), m, c
+        if kernel_impl() == "numpy":
+            return self._parts_numpy(lam, order)
+        from .._kernels.quadrature import lse_moments
+
+        logz, m, c = lse_moments(self._H, np.ascontiguousarray(lam, dtype=np.float64),
+                                 self._logw, int(order))
+        return float(logz), (m if order >= 1 else None), (c if order >= 2 else None)
+
+    def _parts_numpy(self, lam, order: int = 2):
+        r"""Reference (numpy) quadrature of the lambda-dependent parts, nodes x_j with log weights
+        logw_j (grid or importance draws), h_ij = log p_i(x_j), a_j = sum_i lambda_i h_ij + logw_j:
+
+        .. math:: \log Z(\lambda) = \log \sum_j e^{a_j}\ ([SF]\ (9)), \quad
+                  \mathbb{E}_{p_\lambda} h_i = \sum_j \pi_j h_{ij}\ ([SF]\ \text{Remark 2}),
+
+        .. math:: \mathrm{Cov}_{p_\lambda}(h_i, h_l) = \sum_j \pi_j (h_{ij} - \mathbb{E} h_i)
+                  (h_{lj} - \mathbb{E} h_l)\ (\text{proof of [SF] Prop. 1}),
+
+        pi_j = exp(a_j - log Z). The single definition of these formulas; the numba kernel
+        :func:`sftheory._kernels.quadrature.lse_moments` realizes them in one fused pass."""
         a = self._H @ lam + self._logw
         logz = float(logsumexp(a))
+        if order < 1:
+            return logz, None, None
         p = np.exp(a - logz)
         m = p @ self._H
+        if order < 2:
+            return logz, m, None
         Hc = self._H - m
         return logz, m, (Hc * p[:, None]).T @ Hc
 
     def log_normalizer(self, lam) -> float:
         """log Z(lambda), the second term of [SF] (9)."""
-        return self._barycenter_parts(self._check_lam(lam))[0]
+        return self._parts(self._check_lam(lam), 0)[0]
 
     @source("SF", "eq. (9), (19)", "sf.prop1")
     def value(self, lam) -> float:
         """-sum_i lambda_i E_nu[h_i] + log Z(lambda) (= F(lambda) - E_nu[log q])."""
         lam = self._check_lam(lam)
-        return float(-self.target_moments @ lam + self._barycenter_parts(lam)[0])
+        return float(-self.target_moments @ lam + self._parts(lam, 0)[0])
 
     def kl(self, lam) -> float:
         """F(lambda) = KL(nu || p_lambda); ValueError when the target has no density."""
@@ -213,7 +264,7 @@ class FusionObjective:
     def grad(self, lam) -> np.ndarray:
         r"""dF/dlambda_i = -E_nu[h_i] + E_{p_lambda}[h_i] ([SF] Remark 2)."""
         lam = self._check_lam(lam)
-        return -self.target_moments + self._barycenter_parts(lam)[1]
+        return -self.target_moments + self._parts(lam, 1)[1]
 
     @source("SF", "App. C.1.3, proof of Prop. 1", "sf.prop1")
     def hessian(self, lam) -> np.ndarray:
@@ -225,12 +276,16 @@ class FusionObjective:
 @dataclass(frozen=True)
 class VanillaFusionResult:
     """``weights`` the fitted lambda; ``objective`` F at it (cross-entropy form, ``value``);
-    ``trace`` the :class:`FrankWolfeResult`; ``problem`` the :class:`FusionObjective`."""
+    ``trace`` the :class:`FrankWolfeResult`; ``problem`` the :class:`FusionObjective`;
+    ``timings`` where the time went: ``setup_s`` (building the problem: nodes, log p_i on them,
+    target moments; split in ``problem.timings``), ``iterations_s`` (Frank-Wolfe), ``n_grad`` and
+    ``n_objective`` (evaluations of the gradient and of F)."""
 
     weights: np.ndarray
     objective: float
     trace: FrankWolfeResult
     problem: FusionObjective
+    timings: dict = field(default_factory=dict)
 
 
 @source("SF", "Sec. 3, problem (9); Alg. 2", "sf.thm3")
@@ -240,9 +295,23 @@ def vanilla_fusion(references, target, *, sigma=None, gap_tol: float = 1e-8, see
     """Vanilla fusion ([SF] (9)): lambda* = argmin over the simplex of KL(nu || p_lambda), by
     Frank-Wolfe (``step`` as in :func:`~sftheory.fusion.frank_wolfe`, away steps by default),
     from ``x0`` (uniform by default) until the Frank-Wolfe gap is <= ``gap_tol``."""
+    t0 = time.perf_counter()
     prob = FusionObjective(references, target, sigma=sigma, method=method, n_mc=n_mc, seed=seed)
+    t1 = time.perf_counter()
     x0 = np.full(prob.k, 1.0 / prob.k) if x0 is None else x0
-    tr = frank_wolfe(prob.grad, x0, objective=prob.value, step=step, max_iter=max_iter,
-                     gap_tol=gap_tol)
+    calls = {"grad": 0, "objective": 0}
+
+    def grad(lam):
+        calls["grad"] += 1
+        return prob.grad(lam)
+
+    def value(lam):
+        calls["objective"] += 1
+        return prob.value(lam)
+
+    tr = frank_wolfe(grad, x0, objective=value, step=step, max_iter=max_iter, gap_tol=gap_tol)
+    t2 = time.perf_counter()
+    timings = {"setup_s": t1 - t0, "iterations_s": t2 - t1, "n_grad": calls["grad"],
+               "n_objective": calls["objective"]}
     return VanillaFusionResult(weights=tr.x, objective=float(prob.value(tr.x)), trace=tr,
-                               problem=prob)
+                               problem=prob, timings=timings)
