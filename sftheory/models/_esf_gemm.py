@@ -619,6 +619,22 @@ def _tiles_torch(n_q, n_k, d_aug, itemsize, budget_bytes, key_block):
     return max(1, min(n_q, int(bq))), bk
 
 
+def _check_query_key_pair(x, keys) -> None:
+    """The torch routes' shared input contract: x (N, d) and keys (n, d) torch tensors on one
+    device, x float32 or float64 (clear TypeError / ValueError naming what is wrong)."""
+    import torch
+
+    if not isinstance(x, torch.Tensor) or not isinstance(keys, torch.Tensor):
+        raise TypeError("x and keys must be torch tensors")
+    if x.ndim != 2 or keys.ndim != 2 or keys.shape[1] != x.shape[1]:
+        raise ValueError(f"x must be (N, d) and keys (n, d) with the same d, got "
+                         f"{tuple(x.shape)}, {tuple(keys.shape)}")
+    if keys.device != x.device:
+        raise ValueError(f"keys are on {keys.device} but x is on {x.device}")
+    if x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"x must be float32 or float64, got {x.dtype}")
+
+
 @source("SM", "Sec. 2, eq. (14) (softmax over the training points), online log-sum-exp",
         "sm.esf", "core.models.tweedie")
 def lse_average_torch(x, keys, a, w, *, sqnorms=None, precision: str = "exact",
@@ -648,15 +664,7 @@ def lse_average_torch(x, keys, a, w, *, sqnorms=None, precision: str = "exact",
 
     if precision not in TORCH_PRECISIONS:
         raise ValueError(f"precision must be one of {TORCH_PRECISIONS}, got {precision!r}")
-    if not isinstance(x, torch.Tensor) or not isinstance(keys, torch.Tensor):
-        raise TypeError("x and keys must be torch tensors")
-    if x.ndim != 2 or keys.ndim != 2 or keys.shape[1] != x.shape[1]:
-        raise ValueError(f"x must be (N, d) and keys (n, d) with the same d, got "
-                         f"{tuple(x.shape)}, {tuple(keys.shape)}")
-    if keys.device != x.device:
-        raise ValueError(f"keys are on {keys.device} but x is on {x.device}")
-    if x.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"x must be float32 or float64, got {x.dtype}")
+    _check_query_key_pair(x, keys)
     if precision == "tf32" and x.dtype != torch.float32:
         raise TypeError(f"precision='tf32' needs float32 x, got {x.dtype}")
     n_q, d = x.shape
@@ -1047,15 +1055,7 @@ def lse_average_fast(x, keys, a, w, *, precision: str = "fp16", budget_bytes: in
     gdt = _gemm_dtype(precision)
     if fuse not in ("auto", "eager", "compile"):
         raise ValueError(f"fuse must be 'auto', 'eager' or 'compile', got {fuse!r}")
-    if not isinstance(x, torch.Tensor) or not isinstance(keys, torch.Tensor):
-        raise TypeError("x and keys must be torch tensors")
-    if x.ndim != 2 or keys.ndim != 2 or keys.shape[1] != x.shape[1]:
-        raise ValueError(f"x must be (N, d) and keys (n, d) with the same d, got "
-                         f"{tuple(x.shape)}, {tuple(keys.shape)}")
-    if keys.device != x.device:
-        raise ValueError(f"keys are on {keys.device} but x is on {x.device}")
-    if x.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"x must be float32 or float64, got {x.dtype}")
+    _check_query_key_pair(x, keys)
     if keys.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"keys must be float32 or float64, got {keys.dtype}")
     n_q, d = x.shape
