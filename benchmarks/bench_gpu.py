@@ -84,32 +84,13 @@ def sync(dev):
         torch.cuda.synchronize(dev)
 
 
-def timeit(fn, dev, repeats=5, warmup=1):
-    """Median and all of ``repeats`` timed calls (after ``warmup`` untimed ones), seconds."""
+def timeit(fn, dev, repeats=5, warmup=1, calls=1):
+    """Median and all of ``repeats`` timings (after ``warmup`` untimed calls), seconds per call.
+    Each timing spans ``calls`` back-to-back calls between two CUDA events (no host sync between
+    them: the host queues call i+1 while the device runs call i, as in a loop over batches);
+    perf_counter on CPU."""
     for _ in range(warmup):
         fn()
-    sync(dev)
-    ts = []
-    for _ in range(repeats):
-        if dev.type == "cuda":
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            b.synchronize()
-            ts.append(a.elapsed_time(b) / 1e3)
-        else:
-            t = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t)
-    return statistics.median(ts), ts
-
-
-def timeit_stream(fn, dev, calls=10, repeats=3):
-    """Per-call seconds of ``calls`` back-to-back calls between two events (no host sync between
-    calls: the host queues call i+1 while the device runs call i, as in a loop over batches);
-    median over ``repeats``. perf_counter on CPU."""
-    fn()
     sync(dev)
     ts = []
     for _ in range(repeats):
@@ -126,7 +107,12 @@ def timeit_stream(fn, dev, calls=10, repeats=3):
             for _ in range(calls):
                 fn()
             ts.append((time.perf_counter() - t) / calls)
-    return statistics.median(ts)
+    return statistics.median(ts), ts
+
+
+def timeit_stream(fn, dev, calls=10, repeats=3):
+    """Per-call seconds of ``calls`` back-to-back calls, median over ``repeats``."""
+    return timeit(fn, dev, repeats=repeats, warmup=1, calls=calls)[0]
 
 
 def peak_mem_reset(dev):
