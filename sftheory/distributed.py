@@ -7,12 +7,15 @@ ranks must agree on (shapes, dtypes, device types, seeds) are exchanged first, s
 raises the same ValueError on every rank instead of hanging a collective.
 
 * :func:`shard` -- the contiguous slice of n items a rank owns (sizes differ by at most one).
-* :func:`sample` -- particles sharded across ranks. On the compiled numba route (an exact mixture
-  field on numpy points) particle i's noise comes from the per-particle stream i
-  (:mod:`sftheory._kernels.sampler`), so the gathered result is bit-for-bit the one-process run.
-  On the torch and Python-loop routes each shard draws from its own stream (seed
-  :func:`~sftheory.samplers._core.shard_seed` (seed, start)): the same law, reproducible for a
-  given world size, not the one-process numbers.
+* :func:`sample` -- particles sharded across ranks, their noise drawn by global particle index so
+  that the split does not change the random numbers. On the compiled numba route (an exact
+  mixture field on numpy points) particle i's noise comes from the per-particle stream i
+  (:mod:`sftheory._kernels.sampler`): the gathered result is bit-for-bit the one-process
+  ``sampler(..., seed=seed)``. On the torch (CPU or CUDA) and Python-loop routes it comes from
+  :class:`~sftheory.samplers.IndexedNoise` (seed) (counter-based Threefry normals of (seed, i,
+  step)): the gathered result is the one-process ``sampler(..., noise=IndexedNoise(seed))`` to
+  rounding (bit for bit on one device in practice: each row's arithmetic does not depend on
+  the other rows).
 * :func:`empirical_score` -- the empirical score / posterior mean with the training points
   sharded across ranks ([SM] eq. (14)): each rank computes the log-sum-exp L_r and the softmax
   average ybar_r over its points, and the partials merge exactly,
@@ -190,7 +193,7 @@ def _common_seed(seed, group):
     return int(seed)
 
 
-def sample(sampler, score, x, ts, process, *, seed=None, h=None, save_at=None,
+def sample(sampler, score, x, ts, process, *, seed=None, h=None, noise=None, save_at=None,
            gather: bool = True, group=None, disable=None):
     """Run ``sampler`` (:data:`~sftheory.samplers.sample_euler_maruyama` or
     :data:`~sftheory.samplers.sample_exponential`) with the particles of ``x`` (N, d), the same
@@ -202,7 +205,11 @@ def sample(sampler, score, x, ts, process, *, seed=None, h=None, save_at=None,
     snapshots hold all N particles in order on every rank (all_gather); otherwise this rank's
     shard ``x[shard(N)]`` only. On the numba route (exact mixture field, numpy x) the gathered
     result is bit-for-bit the one-process ``sampler(score, x, ts, process, seed=seed)``; on the
-    other routes it has the same law (see the module docstring)."""
+    other routes (torch tensors, other fields) it is the one-process
+    ``sampler(score, x, ts, process, noise=IndexedNoise(seed))`` to rounding (see the module
+    docstring). ``noise``: None, or an :class:`~sftheory.samplers.IndexedNoise` (the same on every
+    rank; its seed is then the one used on every route)."""
+    from .samplers import IndexedNoise
     from .samplers._core import run_shard
 
     rank, world = rank_world(group)
@@ -212,18 +219,23 @@ def sample(sampler, score, x, ts, process, *, seed=None, h=None, save_at=None,
             raise ValueError(f"x must be an array or tensor of shape (N, d) (or (N,) for d = 1), "
                              f"got {type(x).__name__}")
         seed = _common_seed(seed, group) if seed is not None else None
+        if noise is not None and not isinstance(noise, IndexedNoise):
+            raise ValueError(f"noise must be None or an IndexedNoise (noise indexed by particle), "
+                             f"got {type(noise).__name__}")
         n = int(x.shape[0])
         shard(n, rank, world)
+        nseed = -1 if noise is None else noise.seed
         meta = (n, int(x.shape[1]) if len(x.shape) == 2 else 0, *_meta(x),
-                -1 if seed is None else seed)
+                -1 if seed is None else seed, nseed >> 32, nseed & 0xFFFFFFFF)
     except (ValueError, TypeError) as exc:
         error = exc
-    _agree(meta, ("N", "d", "dtype", "device type", "seed"), group, "distributed.sample", error)
+    _agree(meta, ("N", "d", "dtype", "device type", "seed", "noise seed (high word)",
+                  "noise seed (low word)"), group, "distributed.sample", error)
     if seed is None:
         seed = _common_seed(None, group)
     sl = shard(n, rank, world)
     res = run_shard(sampler, score, x[sl], ts, process, particle_offset=sl.start, h=h, seed=seed,
-                    save_at=save_at, disable=disable)
+                    noise=noise, save_at=save_at, disable=disable)
     if not gather or world == 1:
         return res
     sizes = [shard(n, r, world).stop - shard(n, r, world).start for r in range(world)]

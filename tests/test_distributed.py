@@ -4,7 +4,8 @@ rendezvous through a file:// init method in tmp_path).
 One spawn runs every scenario (sampling, sharded empirical score, Monte Carlo mean, ScoreFusion
 quadratic, bad inputs) and saves each rank's results; the tests compare them with one-process
 runs in this process: sampling on the numba route bit for bit (noise by global particle index),
-the empirical score to 1e-13 relative in float64 (and to an independent scipy logsumexp formula),
+the torch and Python-loop routes equal to the one-process run with IndexedNoise(seed) (noise by
+global particle index, counter-based), the empirical score to 1e-13 relative in float64 (and to an independent scipy logsumexp formula),
 the Monte Carlo and fusion means to rounding. Bad inputs raise the same clear error on both
 ranks (no hang: the collectives carry a 60 s timeout).
 """
@@ -27,9 +28,9 @@ from sftheory import distributed  # noqa: E402
 from sftheory.fusion import dsm_contributions, simplex_qp  # noqa: E402
 from sftheory.models import GaussianMixture  # noqa: E402
 from sftheory.processes import OU, VP  # noqa: E402
-from sftheory.samplers import (initial_points, sample_euler_maruyama,  # noqa: E402
+from sftheory.fields import as_field  # noqa: E402
+from sftheory.samplers import (IndexedNoise, initial_points, sample_euler_maruyama,  # noqa: E402
                                sample_exponential)
-from sftheory.samplers._core import shard_seed  # noqa: E402
 
 WORLD = 2
 N = 101  # odd: shards of 51 and 50
@@ -61,6 +62,11 @@ def _catch(fn):
     return None
 
 
+def _net(path):
+    """The exact score behind a plain callable: not an exact form, so the Python loop runs."""
+    return as_field(lambda x, t: path.score(x, t), 2)
+
+
 def _worker(rank, world, init_file, out_dir):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
                             world_size=world, timeout=datetime.timedelta(seconds=60))
@@ -76,6 +82,13 @@ def _worker(rank, world, init_file, out_dir):
                                           gather=False).x
         out["torch"] = distributed.sample(sample_euler_maruyama, path, torch.from_numpy(x0), TS,
                                           proc, seed=5).x.numpy()
+        out["torch32"] = distributed.sample(sample_exponential, path,
+                                            torch.from_numpy(x0).float(), TS, proc,
+                                            seed=6).x.numpy()
+        out["pyloop"] = distributed.sample(sample_euler_maruyama, _net(path), x0, TS, proc,
+                                           seed=5).x
+        out["numba_indexed"] = distributed.sample(sample_euler_maruyama, path, x0, TS, proc,
+                                                  noise=IndexedNoise(7)).x
         seeds = distributed.sample(sample_euler_maruyama, path, x0[:, :], TS[:3], proc).x
         out["seed_none"] = seeds
         Yl = p["Y"][distributed.shard(len(p["Y"]))]
@@ -151,14 +164,31 @@ def test_sampling_is_bit_identical_to_one_process_on_the_numba_route(ranks):
     assert np.array_equal(ranks[0]["seed_none"], ranks[1]["seed_none"])  # one broadcast seed
 
 
-def test_torch_route_shards_draw_their_own_streams(ranks):
+def test_torch_and_python_loop_shards_equal_one_process_with_indexed_noise(ranks):
+    """Off the numba route the shards draw IndexedNoise(seed) by global particle index: the
+    gathered result is the one-process run with noise=IndexedNoise(seed). Tolerance: bit for bit
+    is what one device gives (each row's arithmetic does not depend on the other rows); 1e-13
+    relative allows a vectorized and a scalar tail loop to round one transcendental differently."""
     p = _problem()
     xt = torch.from_numpy(p["x0"])
-    a = sample_euler_maruyama(p["path"], xt[:51], TS, p["proc"], seed=5, disable=True).x
-    b = sample_euler_maruyama(p["path"], xt[51:], TS, p["proc"], seed=shard_seed(5, 51),
-                              disable=True).x
+    one = {
+        "torch": sample_euler_maruyama(p["path"], xt, TS, p["proc"], noise=IndexedNoise(5),
+                                       disable=True).x.numpy(),
+        "torch32": sample_exponential(p["path"], xt.float(), TS, p["proc"],
+                                      noise=IndexedNoise(6), disable=True).x.numpy(),
+        "pyloop": sample_euler_maruyama(_net(p["path"]), p["x0"], TS, p["proc"],
+                                        noise=IndexedNoise(5), disable=True).x,
+        "numba_indexed": sample_euler_maruyama(p["path"], p["x0"], TS, p["proc"],
+                                               noise=IndexedNoise(7), disable=True).x,
+    }
     for r in ranks:
-        assert np.array_equal(r["torch"], np.concatenate([a.numpy(), b.numpy()]))
+        for name, ref in one.items():
+            scale = np.max(np.abs(ref))
+            assert r[name].dtype == ref.dtype, name
+            assert np.max(np.abs(r[name] - ref)) <= 1e-13 * scale, name
+    # every route ran the same noise: numba (IndexedNoise 7) differs from torch (IndexedNoise 5)
+    assert np.max(np.abs(ranks[0]["torch"] - ranks[0]["numba_indexed"])) > 1e-2
+    assert np.max(np.abs(ranks[0]["torch"] - ranks[0]["pyloop"])) <= 1e-12 * scale
 
 
 def _esf_reference(q, Y, t, posterior):

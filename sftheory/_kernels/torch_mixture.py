@@ -316,12 +316,52 @@ class _Stepper:
             return _em_step(*args)
 
 
+def _indexed_noise_fn(seed: int, row0: int, step0: int, n_steps: int, x, compile_: bool):
+    """k -> the (N, d) counter-based normals of :func:`sftheory._kernels.threefry.indexed_normals`
+    for global particles row0 .. row0 + N - 1 at global step step0 + k, in x's dtype and device
+    (compiled with ``torch.compile`` when ``compile_``, falling back to eager)."""
+    import torch
+
+    from .threefry import indexed_normals
+
+    rows = torch.arange(row0, row0 + x.shape[0], dtype=torch.int64, device=x.device)
+    d, dt = x.shape[1], x.dtype
+    # the step index as a 0-d device tensor: a compiled draw sees one input layout every step
+    # (a Python int would specialize and recompile), and nothing is copied from the host
+    steps = torch.arange(step0, step0 + n_steps, dtype=torch.int64, device=x.device)
+
+    def draw(step_t):
+        return indexed_normals(seed, rows, step_t, d, lambda a: a.to(torch.float64)).to(dt)
+
+    fn = draw
+    if compile_:
+        try:
+            fn = torch.compile(draw)
+        except Exception:  # noqa: BLE001 - eager is always correct
+            fn = draw
+
+    def at(k):
+        nonlocal fn
+        try:
+            return fn(steps[k])
+        except Exception:  # noqa: BLE001
+            if fn is draw:
+                raise
+            fn = draw
+            return fn(steps[k])
+    return at
+
+
 def _em_sample_mixture(x0, alpha, beta, sigma, m, v, means, logw, lam, rot, *, generator=None,
-                       compile: bool = False, compile_kwargs=None, info=None):
+                       indexed_noise=None, compile: bool = False, compile_kwargs=None,
+                       info=None):
     r"""Euler-Maruyama of the generative SDE with the exact score of a diffused Gaussian mixture,
     kept on x0's device: per step k, x <- alpha_k x + beta_k \nabla\log p_{t_k}(x) + sigma_k z_k,
     z_k ~ N(0, I) drawn on the device from ``generator`` (a torch.Generator on x0's device, or
-    None for the default stream). ``alpha, beta, sigma, m, v``: (steps,) float64 numpy arrays
+    None for the default stream), or, with ``indexed_noise`` = (seed, row0, step0), the
+    counter-based normals of global particle row0 + i at global step step0 + k
+    (:mod:`sftheory._kernels.threefry`: the same numbers on any device and under any sharding).
+    ``alpha, beta, sigma, m, v``: (steps,) float64 numpy arrays
     (the step coefficients and the (m, v) of each step's start time), validated here once and
     moved to the device once. No host synchronization inside the loop; the output is checked for
     non-finite values once at the end (FloatingPointError). Returns a new tensor.
@@ -353,14 +393,26 @@ def _em_sample_mixture(x0, alpha, beta, sigma, m, v, means, logw, lam, rot, *, g
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         if generator.device.type != x0.device.type:
             raise ValueError(f"generator is on {generator.device}, x0 on {x0.device}")
+    if indexed_noise is not None:
+        if generator is not None:
+            raise ValueError("give generator or indexed_noise, not both")
+        seed_i, row0, step0 = (int(v_) for v_ in indexed_noise)
+        if min(seed_i, row0, step0) < 0:
+            raise ValueError(f"indexed_noise = (seed, row0, step0) must be >= 0, got "
+                             f"{indexed_noise}")
     if not bool(torch.isfinite(x0).all()):  # the one entry check (one sync, before the loop)
         raise ValueError("x0 contains NaN or infinite values")
     table = torch.stack(coefs, 1)  # (steps, 5) on the device, moved once
     step = _Stepper(compile, **(compile_kwargs or {}))
+    draw = None if indexed_noise is None else _indexed_noise_fn(seed_i, row0, step0, steps, x0,
+                                                               compile)
     x = x0.clone()
     z = torch.empty_like(x)
     for k in range(steps):
-        z.normal_(generator=generator)
+        if draw is None:
+            z.normal_(generator=generator)
+        else:
+            z = draw(k)
         x = step(x, z, table[k].clone(), means, logw, lam, rot)
     if info is not None:
         info["compiled"] = step.compiled

@@ -8,8 +8,9 @@ from ._core import sample_euler_maruyama as sample_euler_maruyama
 from ._core import sample_exponential as sample_exponential
 from ._core import sample_ode as sample_ode
 from .brownian import BrownianPath as BrownianPath
+from .brownian import IndexedNoise as IndexedNoise
 from .likelihood import LikelihoodResult as LikelihoodResult
 from .likelihood import log_likelihood as log_likelihood
 
-__all__ = ["SampleResult", "BrownianPath", "initial_points", "sample_euler_maruyama",
+__all__ = ["SampleResult", "BrownianPath", "IndexedNoise", "initial_points", "sample_euler_maruyama",
            "sample_exponential", "sample_ode", "LikelihoodResult", "log_likelihood"]

@@ -38,7 +38,7 @@ from ..fields import (CallableField, PerturbedField, ScaledField, ScoreField, We
                       as_field)
 from ..processes import LinearSDE
 from . import _fused
-from .brownian import BrownianPath
+from .brownian import BrownianPath, IndexedNoise
 
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(32)
 
@@ -192,41 +192,59 @@ def _nonfinite(method):
 
 
 def _run(method, coefficients, score, x, ts, process, *, h, seed, noise, callback, save_at,
-         disable, particle_offset=0):
+         disable, particle_offset=None):
     """The one-step loop x <- alpha x + beta S(x, t_k) + sigma xi on one of three routes: the
     compiled numba loop (exact mixture field, numpy points), the device-resident torch loop (exact
-    mixture field, torch points, no callback and no noise), or the Python loop. Inputs are
+    mixture field, torch points, no callback, no Brownian path), or the Python loop. Inputs are
     validated once here; on torch the Python loop does no host synchronization per step and the
     finiteness of every step's score and of the final points is checked once at the end.
-    ``particle_offset``: the global index of x's first particle when x is a shard of a larger
-    batch (:mod:`sftheory.distributed`). The numba route draws particle j's noise from stream
-    ``particle_offset + j`` (shards reproduce the unsharded run bit for bit); the other routes
-    draw from one stream per call, so a shard at offset > 0 uses the seed
-    :func:`shard_seed` (seed, offset): the same law, not the unsharded run's numbers."""
+
+    ``noise``: None (the route's own stream from ``seed``), a :class:`BrownianPath`, or an
+    :class:`IndexedNoise` (step k's normal of particle i a function of (seed, i, k): every route
+    draws the same numbers).
+
+    ``particle_offset``: None for a whole batch; an int when x is a shard of a larger batch
+    whose first particle has that global index (:mod:`sftheory.distributed`). A shard's noise is
+    keyed by global particle index, so the gathered shards equal the one-process run: the numba
+    route draws particle j's noise from its per-particle stream ``particle_offset + j`` (bit for
+    bit the unsharded ``seed`` run); the other routes, given no ``noise``, use
+    ``IndexedNoise(seed)`` rows ``particle_offset + j`` (the unsharded run with
+    ``noise=IndexedNoise(seed)``, to rounding)."""
     from tqdm.auto import tqdm
 
     field_, grid, x, nx, kind, save = _prepare(score, x, ts, process, save_at)
     alpha, beta, sigma = coefficients(process, grid, h)
-    if noise is not None and not isinstance(noise, BrownianPath):
-        raise ValueError(f"noise must be a BrownianPath (or None), got {type(noise).__name__}")
-    if noise is not None and noise.shape != tuple(x.shape):
+    if noise is not None and not isinstance(noise, (BrownianPath, IndexedNoise)):
+        raise ValueError(f"noise must be a BrownianPath, an IndexedNoise or None, got "
+                         f"{type(noise).__name__}")
+    if isinstance(noise, BrownianPath) and noise.shape != tuple(x.shape):
         raise ValueError(f"noise has shape {noise.shape}, x has shape {tuple(x.shape)}")
+    sharded = particle_offset is not None
+    offset = int(particle_offset) if sharded else 0
+    if sharded and isinstance(noise, BrownianPath):
+        raise ValueError("a shard cannot use a BrownianPath (its noise is not indexed by "
+                         "particle); give an IndexedNoise or None")
     form = _fused.eligible(field_, x, nx, noise, callback)
     if form is not None:  # exact mixture score on numpy: the whole loop compiled
         out, shots, times = _fused.run_fused(form, x, grid, alpha, beta, sigma, seed=seed,
                                              noise=noise, save=save, disable=disable,
-                                             method=method, particle_offset=particle_offset)
+                                             method=method, particle_offset=offset)
         if not np.all(np.isfinite(out)):
             raise _nonfinite(method)
         out = out[:, 0] if kind == "1d" else out
         return SampleResult(out, shots, np.array(times), grid.shape[0] - 1, method)
-    if particle_offset and noise is None:  # a shard off the numba route: its own stream
-        seed = shard_seed(seed, particle_offset)
+    if sharded and noise is None:  # a shard off the numba route: noise by global index
+        noise = IndexedNoise(_shard_seed_int(seed))
+    if isinstance(noise, IndexedNoise):
+        from .._kernels.threefry import check_counter_room
+
+        check_counter_room(offset + x.shape[0], grid.shape[0] - 1, x.shape[1])
     form = _fused.torch_eligible(field_, x, nx, noise, callback)
     if form is not None:  # exact mixture score on torch: the whole loop on the device
         try:
             out, shots, times = _fused.run_torch(form, x, grid, alpha, beta, sigma, seed=seed,
-                                                 save=save, disable=disable, method=method)
+                                                 save=save, disable=disable, method=method,
+                                                 noise=noise, particle_offset=offset)
         except FloatingPointError:
             raise _nonfinite(method) from None
         out = out[:, 0] if kind == "1d" else out
@@ -253,7 +271,9 @@ def _run(method, coefficients, score, x, ts, process, *, h, seed, noise, callbac
             callback({"i": k, "t": t, "x": x, "score": s})
         new = float(alpha[k]) * x + float(beta[k]) * s
         if sigma[k] > 0:
-            if noise is not None:
+            if isinstance(noise, IndexedNoise):
+                xi = noise.normals(offset, k, x)
+            elif noise is not None:
                 dw = noise.increment(t, float(grid[k + 1])) / math.sqrt(t - float(grid[k + 1]))
                 xi = nx.asarray(dw, like=x)
             else:
@@ -272,22 +292,22 @@ def _run(method, coefficients, score, x, ts, process, *, h, seed, noise, callbac
     return SampleResult(out, shots, np.array(times), nfe, method)
 
 
-def shard_seed(seed, particle_offset: int) -> int:
-    """The seed of the shard starting at ``particle_offset`` on the routes whose noise is one
-    stream per call (torch, Python loop): an integer from numpy's SeedSequence([seed, offset]),
-    distinct for distinct offsets, so shards never share noise. ``seed`` must be an int."""
+def _shard_seed_int(seed) -> int:
+    """A shard's seed must be an integer the ranks agree on (no Generator: its state is not
+    shared)."""
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"a sharded run needs an integer seed >= 0 (the same on every rank), "
                          f"got {seed!r}")
-    state = np.random.SeedSequence([int(seed), int(particle_offset)]).generate_state(2, np.uint32)
-    return int(state[0]) << 31 | int(state[1]) >> 1
+    return int(seed)
 
 
 def run_shard(sampler, score, x, ts, process, *, particle_offset: int, h=None, seed=None,
-              save_at=None, disable=None) -> SampleResult:
+              noise=None, save_at=None, disable=None) -> SampleResult:
     """``sampler`` (:data:`sample_euler_maruyama` or :data:`sample_exponential`) on a shard x of
-    a larger batch whose first particle has global index ``particle_offset`` (see :func:`_run`);
-    no callback and no Brownian path (their noise is not indexed by particle)."""
+    a larger batch whose first particle has global index ``particle_offset`` (see :func:`_run`):
+    noise by global particle index, so the gathered shards equal the one-process run. No
+    callback and no Brownian path (their noise is not indexed by particle); ``noise`` may be an
+    :class:`IndexedNoise` (default on the non-numba routes: ``IndexedNoise(seed)``)."""
     table = {"sample_euler_maruyama": ("euler_maruyama", euler_maruyama_coefficients),
              "sample_exponential": ("exponential", exponential_coefficients)}
     if not isinstance(sampler, _Integrator) or sampler.__name__ not in table:
@@ -297,7 +317,10 @@ def run_shard(sampler, score, x, ts, process, *, particle_offset: int, h=None, s
             not isinstance(particle_offset, numbers.Integral) or particle_offset < 0:
         raise ValueError(f"particle_offset must be an integer >= 0, got {particle_offset!r}")
     method, coefficients = table[sampler.__name__]
-    return _run(method, coefficients, score, x, ts, process, h=h, seed=seed, noise=None,
+    if noise is not None and not isinstance(noise, IndexedNoise):
+        raise ValueError(f"a shard's noise must be an IndexedNoise or None, got "
+                         f"{type(noise).__name__}")
+    return _run(method, coefficients, score, x, ts, process, h=h, seed=seed, noise=noise,
                 callback=None, save_at=save_at, disable=disable,
                 particle_offset=int(particle_offset))
 
@@ -325,7 +348,8 @@ def _euler_maruyama(score, x, ts, process, *, h=None, seed=None, noise=None, cal
     modified), ``ts`` strictly decreasing forward times ending >= 0, ``process`` the forward
     process, ``h`` None (h = g), a number or a callable h(t) of forward time; ``seed`` an int or
     numpy Generator, or ``noise`` a :class:`BrownianPath` (shared between runs at different step
-    sizes); ``callback`` gets {"i", "t", "x", "score"} at each step; ``save_at`` times of ``ts``
+    sizes) or an :class:`IndexedNoise` (the same normals on every route: numba, torch CPU/CUDA,
+    Python loop; and under sharding); ``callback`` gets {"i", "t", "x", "score"} at each step; ``save_at`` times of ``ts``
     to keep; ``disable`` turns the progress bar off. Noise is additive, so the strong order is 1.
     """
     return _run("euler_maruyama", euler_maruyama_coefficients, score, x, ts, process, h=h,

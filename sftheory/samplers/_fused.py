@@ -82,9 +82,11 @@ def _product(outer, inner):
 
 def eligible(field, x, nx, noise, callback) -> tuple | None:
     """(path, factor) when the compiled route applies to this call, else None."""
+    from .brownian import BrownianPath
+
     if nx.is_torch or callback is not None or kernel_impl() != "numba":
         return None
-    if noise is not None and (math.prod(noise.shape) * 8 > MAX_NOISE_BYTES):
+    if isinstance(noise, BrownianPath) and (math.prod(noise.shape) * 8 > MAX_NOISE_BYTES):
         return None
     form = exact_form(field)
     if form is None or form[0].dim != x.shape[1]:
@@ -94,8 +96,12 @@ def eligible(field, x, nx, noise, callback) -> tuple | None:
 
 def torch_eligible(field, x, nx, noise, callback) -> tuple | None:
     """(path, factor) when the device-resident torch route applies: an exact mixture field (the
-    fields :func:`exact_form` accepts) on torch points, no ``callback`` and no ``noise``."""
-    if not nx.is_torch or callback is not None or noise is not None:
+    fields :func:`exact_form` accepts) on torch points, no ``callback``, and ``noise`` None or an
+    :class:`~sftheory.samplers.IndexedNoise` (a Brownian path is queried on the host)."""
+    from .brownian import IndexedNoise
+
+    if not nx.is_torch or callback is not None or not (noise is None or
+                                                         isinstance(noise, IndexedNoise)):
         return None
     form = exact_form(field)
     if form is None or form[0].dim != x.shape[1]:
@@ -136,6 +142,7 @@ def run_fused(form, x, grid, alpha, beta, sigma, *, seed, noise, save, disable, 
 
     from .._kernels.mixture import kernel_layout
     from .._kernels.sampler import StepLoop
+    from .brownian import IndexedNoise
 
     path = form[0]
     beta, m_s, v_s = _path_coefficients(form, grid, beta)
@@ -160,7 +167,9 @@ def run_fused(form, x, grid, alpha, beta, sigma, *, seed, noise, save, disable, 
     with tqdm(total=n_steps, disable=disable, desc=method, unit="step", leave=False) as bar:
         for lo, hi in zip(cuts[:-1], cuts[1:]):
             z = None
-            if noise is not None and np.any(sigma[lo:hi] > 0):
+            if isinstance(noise, IndexedNoise) and np.any(sigma[lo:hi] > 0):
+                z = np.stack([noise.normals(particle_offset, k, loop.x) for k in range(lo, hi)])
+            elif noise is not None and np.any(sigma[lo:hi] > 0):
                 z = np.stack([np.asarray(noise.increment(float(grid[k]), float(grid[k + 1])))
                               / math.sqrt(float(grid[k] - grid[k + 1])) for k in range(lo, hi)])
             loop.run(alpha[lo:hi], beta[lo:hi], sigma[lo:hi], m_s[lo:hi], v_s[lo:hi], z)
@@ -186,7 +195,8 @@ def torch_tensors(params, x):
     return cached
 
 
-def run_torch(form, x, grid, alpha, beta, sigma, *, seed, save, disable, method):
+def run_torch(form, x, grid, alpha, beta, sigma, *, seed, save, disable, method, noise=None,
+              particle_offset: int = 0):
     """The step loop of ``_core._run`` on torch, device-resident: the whole chain
     x <- alpha_k x + beta_k c(t_k) S_P(x, t_k) + sigma_k xi_k (Euler-Maruyama or the exponential
     integrator, whose steps share that form) through
@@ -195,7 +205,9 @@ def run_torch(form, x, grid, alpha, beta, sigma, *, seed, save, disable, method)
     split the run into segments (one entry/exit check each). ``torch.compile`` is used on CUDA
     when particles x steps >= :data:`TORCH_COMPILE_MIN_WORK` (its compile time then pays off).
     The noise comes from one ``torch.Generator`` on x's device seeded from ``seed``: reproducible
-    for a seed and device, not the numbers of the numpy or numba routes (same law)."""
+    for a seed and device, not the numbers of the numpy or numba routes (same law); or, with
+    ``noise`` an :class:`~sftheory.samplers.IndexedNoise`, its counter-based normals of global
+    particles ``particle_offset + j`` (the numbers of every other route, on any device)."""
     from .._kernels.torch_mixture import _em_sample_mixture
     from ..backend import get_backend
 
@@ -204,7 +216,7 @@ def run_torch(form, x, grid, alpha, beta, sigma, *, seed, save, disable, method)
     beta, m_s, v_s = _path_coefficients(form, grid, beta)
     tensors = torch_tensors(path._params, x)
     # a generator even when sigma = 0 (its draws are multiplied by 0): never the global stream
-    gen = nx.generator(seed if np.any(sigma > 0) else 0, x)
+    gen = None if noise is not None else nx.generator(seed if np.any(sigma > 0) else 0, x)
     n_steps = grid.shape[0] - 1
     compile_ = x.device.type == "cuda" and x.shape[0] * n_steps >= TORCH_COMPILE_MIN_WORK
     cuts = _cuts(grid, save, n_steps, n_steps)
@@ -214,7 +226,9 @@ def run_torch(form, x, grid, alpha, beta, sigma, *, seed, save, disable, method)
         times.append(float(grid[0]))
     for lo, hi in zip(cuts[:-1], cuts[1:]):
         x = _em_sample_mixture(x, alpha[lo:hi], beta[lo:hi], sigma[lo:hi], m_s[lo:hi],
-                               v_s[lo:hi], *tensors, generator=gen, compile=compile_)
+                               v_s[lo:hi], *tensors, generator=gen, compile=compile_,
+                               indexed_noise=None if noise is None else
+                               (noise.seed, particle_offset, lo))
         if float(grid[hi]) in save:
             shots.append(x.clone())
             times.append(float(grid[hi]))

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .._validation import check_seed
+from .._validation import check_seed, is_torch
 
 
 class BrownianPath:
@@ -62,3 +62,49 @@ class BrownianPath:
 
     def __repr__(self):
         return f"BrownianPath(shape={self.shape}, known times={len(self._t)})"
+
+
+class IndexedNoise:
+    r"""Sampler noise as a pure function of (seed, global particle index i, step k, coordinate j):
+    the standard normal :math:`\xi_{k,i,j}` of the step from t_k to t_{k+1} comes from the
+    counter-based Threefry-2x32-20 generator with Box--Muller
+    (:mod:`sftheory._kernels.threefry`). Pass it as a sampler's ``noise``:
+
+    - the numba, torch (CPU or CUDA) and Python-loop routes draw the same numbers, so their
+      results agree to rounding (a reproducible cross-backend test of a sampler), and float32 and
+      float64 runs see the same noise rounded;
+    - a shard whose first particle has global index o (:mod:`sftheory.distributed`) draws rows
+      o, o + 1, ..., so a sharded run equals the one-process run to rounding.
+
+    Unlike :class:`BrownianPath`, it fixes the increments of one time grid (step k's normal, not
+    a path queried at any time): use BrownianPath to compare step sizes. ``seed``: an integer in
+    [0, 2^64) or None (a fresh one from the OS, kept in ``self.seed``)."""
+
+    def __init__(self, seed=None):
+        import numbers
+
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) \
+                or not 0 <= int(seed) < 2**64:
+            raise ValueError(f"seed must be an integer in [0, 2^64) or None, got {seed!r}")
+        self.seed = int(seed)
+
+    def normals(self, row0: int, step: int, like):
+        """The (N, d) normals of particles row0 .. row0 + N - 1 at step ``step``, in the backend,
+        dtype and device of ``like`` (N, d)."""
+        from .._kernels.threefry import indexed_normals
+
+        n, d = like.shape
+        if is_torch(like):
+            import torch
+
+            rows = torch.arange(row0, row0 + n, dtype=torch.int64, device=like.device)
+            return indexed_normals(self.seed, rows, int(step), d,
+                                   lambda a: a.to(torch.float64)).to(like.dtype)
+        rows = np.arange(row0, row0 + n, dtype=np.int64)
+        z = indexed_normals(self.seed, rows, int(step), d, lambda a: a.astype(np.float64))
+        return z.astype(like.dtype, copy=False)
+
+    def __repr__(self):
+        return f"IndexedNoise(seed={self.seed})"

@@ -22,8 +22,8 @@ from sftheory.backend import TorchBackend
 from sftheory.fields import as_field, perturbed, scaled
 from sftheory.models import Gaussian, GaussianMixture
 from sftheory.processes import OU, VP
-from sftheory.samplers import (BrownianPath, initial_points, sample_euler_maruyama,
-                               sample_exponential)
+from sftheory.samplers import (BrownianPath, IndexedNoise, initial_points,
+                               sample_euler_maruyama, sample_exponential)
 from sftheory.testing import textbook
 from sftheory.testing.tolerances import MC_SIGMAS
 
@@ -208,7 +208,8 @@ def _count_syncs(run):
     return count[0]
 
 
-@pytest.mark.parametrize("route", ["device", "python-loop-net", "python-loop-path-noise"])
+@pytest.mark.parametrize("route", ["device", "device-indexed", "python-loop-net",
+                                   "python-loop-indexed", "python-loop-path-noise"])
 @pytest.mark.parametrize("device", DEVICES)
 def test_no_per_step_host_synchronization(route, device):
     """The number of host syncs (Tensor -> host conversions, finiteness checks) is the same for
@@ -222,8 +223,14 @@ def test_no_per_step_host_synchronization(route, device):
         ts = np.linspace(1.0, 0.05, n_steps + 1)
         if route == "device":
             return lambda: sample_euler_maruyama(path, x0, ts, proc, seed=0, disable=True)
+        if route == "device-indexed":
+            return lambda: sample_euler_maruyama(path, x0, ts, proc, noise=IndexedNoise(3),
+                                                 disable=True)
         if route == "python-loop-net":
             return lambda: sample_exponential(net, x0, ts, proc, seed=0, disable=True)
+        if route == "python-loop-indexed":
+            return lambda: sample_exponential(net, x0, ts, proc, noise=IndexedNoise(3),
+                                              disable=True)
         noise = BrownianPath(tuple(x0.shape), seed=1)
         return lambda: sample_euler_maruyama(scaled(path, 0.9), x0, ts, proc, noise=noise,
                                              disable=True)
