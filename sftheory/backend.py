@@ -119,6 +119,25 @@ class NumpyBackend:
         """Standard normal draws from a stream made by :meth:`generator`, in ``like``'s dtype."""
         return gen.standard_normal(shape).astype(like.dtype, copy=False)
 
+    # -- linear algebra and stacking for the fusion objectives (k x k, d x d problems) --
+    stack = staticmethod(np.stack)
+
+    @staticmethod
+    def solve(a, b):
+        """Solution of a x = b (a square)."""
+        return np.linalg.solve(a, b)
+
+    @staticmethod
+    def logabsdet(a):
+        """log |det a| (for symmetric positive definite a: log det a)."""
+        return np.linalg.slogdet(a)[1]
+
+    @staticmethod
+    def mean_se(a):
+        """(mean, standard error std(ddof=1)/sqrt(n)) along axis 0 (n >= 2)."""
+        n = a.shape[0]
+        return a.mean(axis=0), a.std(axis=0, ddof=1) / np.sqrt(n)
+
 
 class TorchBackend:
     name = "torch"
@@ -236,6 +255,19 @@ class TorchBackend:
 
     def randn(self, gen, shape, like):
         return self.torch.randn(tuple(shape), generator=gen, dtype=like.dtype, device=like.device)
+
+    def stack(self, arrays, axis=0):
+        return self.torch.stack(list(arrays), dim=axis)
+
+    def solve(self, a, b):
+        return self.torch.linalg.solve(a, b)
+
+    def logabsdet(self, a):
+        return self.torch.linalg.slogdet(a)[1]
+
+    def mean_se(self, a):
+        n = a.shape[0]
+        return a.mean(dim=0), a.std(dim=0, correction=1) / math.sqrt(n)
 
 
 _NUMPY = NumpyBackend()

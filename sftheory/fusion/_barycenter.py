@@ -21,7 +21,8 @@ import numpy as np
 from scipy.special import logsumexp
 
 from .._refs import source
-from .._validation import check_count, check_seed, check_simplex
+from .._validation import check_count, check_seed, check_simplex, is_torch
+from ..backend import LOG_2PI, get_backend
 from ..models import Density, Gaussian, LogNormalizer
 from . import _grid
 
@@ -48,6 +49,24 @@ def _check_references(models) -> tuple[list, int]:
     if len(set(dims)) != 1:
         raise ValueError(f"models must share one dimension, got dimensions {dims}")
     return models, dims[0]
+
+
+def _check_torch_input(a, name: str, like=None):
+    """A torch tensor argument: float32 or float64 (TypeError otherwise, naming ``name``) and, when
+    ``like`` (a tensor) is given, on ``like``'s device with ``like``'s dtype (ValueError
+    otherwise): the torch inputs of one call share one device and one dtype."""
+    import torch
+
+    if a.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} must be a float32 or float64 tensor, got {a.dtype}")
+    if like is not None:
+        if a.device != like.device:
+            raise ValueError(f"{name} is on device {a.device} but the other tensors of this call "
+                             f"are on {like.device}: move {name} there (.to({str(like.device)!r}))")
+        if a.dtype != like.dtype:
+            raise ValueError(f"{name} has dtype {a.dtype} but the other tensors of this call have "
+                             f"{like.dtype}: cast {name} (.to({like.dtype}))")
+    return a
 
 
 def _check_weights(weights, k: int) -> np.ndarray:
@@ -88,15 +107,42 @@ def gaussian_log_normalizer(means, covs, weights) -> float:
 
     (the (2 pi)^{d/2} factors cancel because sum_i lambda_i = 1). The second term of [SF] (9)/(19).
     """
+    return float(_gaussian_log_normalizer_nx(*gaussian_log_normalizer_terms(means, covs),
+                                             np.asarray(weights, dtype=np.float64)))
+
+
+def gaussian_log_normalizer_terms(means, covs):
+    """The lambda-independent float64 terms of :func:`gaussian_log_normalizer`: precisions
+    P_i (k, d, d), P_i m_i (k, d) and c_i = m_i^T P_i m_i + log det(2 pi Sigma_i) (k,)."""
     means = np.asarray(means, dtype=np.float64)
     covs = np.asarray(covs, dtype=np.float64)
     prec = np.linalg.inv(covs)
-    P = np.einsum("k,kab->ab", weights, prec)
-    b = np.einsum("k,kab,kb->a", weights, prec, means)
-    quad_i = np.einsum("ka,kab,kb->k", means, prec, means)
-    logdet_i = np.linalg.slogdet(covs)[1]
-    return float(0.5 * b @ np.linalg.solve(P, b) - 0.5 * np.linalg.slogdet(P)[1]
-                 - 0.5 * weights @ (quad_i + logdet_i))
+    pm = np.einsum("kab,kb->ka", prec, means)
+    d = means.shape[1]
+    const = np.einsum("ka,ka->k", means, pm) + np.linalg.slogdet(covs)[1] + d * LOG_2PI
+    return prec, pm, const
+
+
+@source("SF", "eq. (9), (19) (log of the normalizer, Gaussian references)", "sf.remark2")
+def _gaussian_log_normalizer_nx(prec, pm, const, lam):
+    r"""The formula of :func:`gaussian_log_normalizer`, written once against the backend of
+    ``lam`` (numpy, or torch with autograd in lambda: its gradient is [SF] Remark 2's
+    E_{p_lambda}[h_i], its Hessian the covariance of [SF] Prop. 1):
+
+    .. math:: \log Z = \tfrac12 b^T P^{-1} b - \tfrac12 \log\det P - \tfrac12 \lambda\cdot c
+              + \tfrac d2 \log(2\pi),
+              \quad P = \sum_i \lambda_i P_i,\ b = \sum_i \lambda_i P_i m_i,
+
+    with (P_i, P_i m_i, c_i) from :func:`gaussian_log_normalizer_terms` (arrays of lam's backend).
+    The (2 pi) factors cancel on the simplex but are kept, so that the formula is
+    log int prod_i N_i^{lambda_i} for every lambda > 0 and its gradient in R^k is exactly
+    E_{p_lambda}[log N_i] (Remark 2), not that plus a multiple of (1, ..., 1).
+    """
+    nx = get_backend(lam, prec)
+    P = nx.einsum("k,kab->ab", lam, prec)
+    b = nx.einsum("k,ka->a", lam, pm)
+    return (0.5 * nx.sum(b * nx.solve(P, b)) - 0.5 * nx.logabsdet(P)
+            - 0.5 * nx.sum(lam * const) + 0.5 * pm.shape[1] * LOG_2PI)
 
 
 def _gaussian_parts(models):
@@ -113,10 +159,18 @@ class KLBarycenter(Density):
     ``score(x)`` = sum_i lambda_i grad log p_i(x) (exact). ``sample(n, seed)`` is exact
     rejection sampling from sum_i lambda_i p_i (needs each reference with positive weight to have
     ``sample``). Zero-weight references drop out (p^0 = 1).
+
+    torch: ``logpdf``, ``score``, ``logpdf_and_score`` and ``normalized_logpdf`` of a float32 or
+    float64 tensor x return tensors of x's dtype on x's device (the references evaluate on torch).
+    ``weights`` given as a torch tensor (on x's device, with x's dtype; ValueError otherwise) enter
+    the torch evaluation as that tensor, so autograd differentiates in the weights:
+    d logpdf(x) / d lambda_i = log p_i(x). ``log_normalizer`` is a float estimate (no graph):
+    ``normalized_logpdf`` has the same gradient in the weights as ``logpdf``.
     """
 
     def __init__(self, models, weights, *, n_logz: int = N_LOGZ_MC, logz_seed=12345):
         models, dim = _check_references(models)
+        self._weights_t = _check_torch_input(weights, "weights") if is_torch(weights) else None
         w = _check_weights(weights, len(models))
         self.dim = dim
         self.references = tuple(models)
@@ -134,12 +188,15 @@ class KLBarycenter(Density):
 
     def _logpdf_and_score(self, x, nx, impl):
         if nx.is_torch:
-            logp = 0.0
-            score = 0.0
+            # the weights as given (a tensor keeps its graph), else as Python floats
+            lam = (self.weights.tolist() if self._weights_t is None
+                   else _check_torch_input(self._weights_t, "weights", like=x))
+            logp = nx.full_like(x[:, 0], 0.0)
+            score = nx.full_like(x, 0.0)
             for i in self._active:
                 lp, sc = self.references[i].logpdf_and_score(x)
-                logp = logp + float(self.weights[i]) * lp
-                score = score + float(self.weights[i]) * sc
+                logp = logp + lam[i] * lp
+                score = score + lam[i] * sc
             return logp, score
         logp = np.zeros(x.shape[0])
         score = np.zeros_like(x, dtype=np.float64)
@@ -152,8 +209,9 @@ class KLBarycenter(Density):
         return logp, score
 
     def normalized_logpdf(self, x):
-        """log p_lambda(x) = sum_i lambda_i log p_i(x) - log Z (with the estimated log Z)."""
-        return self.logpdf(x) - self.log_normalizer.value
+        """log p_lambda(x) = sum_i lambda_i log p_i(x) - log Z ([SF] Theorem 1, with the estimated
+        log Z, a float: numpy in -> numpy out, torch in -> torch out)."""
+        return self.logpdf(x) - float(self.log_normalizer.value)
 
     # ---- rejection sampling from the mixture -------------------------------------------------
     def _mixture_draws(self, n: int, rng):
@@ -257,11 +315,21 @@ def barycenter(models, weights, **kwargs):
 
     Returns a :class:`~sftheory.models.Gaussian` when every reference is Gaussian
     (:func:`gaussian_barycenter_params`), else a :class:`KLBarycenter` (``kwargs`` go to it).
+    Both evaluate torch tensors (dtype and device of x kept). ``weights`` may be a torch tensor:
+    a :class:`KLBarycenter` then differentiates in it (d logpdf / d lambda_i = log p_i); the
+    Gaussian closed form has float64 parameters and no graph, so Gaussian references with
+    weights that require grad raise ValueError (use ``KLBarycenter(models, weights)``).
     """
     models, _ = _check_references(models)
+    if is_torch(weights):
+        _check_torch_input(weights, "weights")
     w = _check_weights(weights, len(models))
     if all(isinstance(m, Gaussian) for m in models):
+        if is_torch(weights) and weights.requires_grad:
+            raise ValueError("weights requires grad, but Gaussian references give the closed-form "
+                             "Gaussian barycenter, whose float64 parameters carry no graph: use "
+                             "KLBarycenter(models, weights) to differentiate in the weights")
         means, covs = _gaussian_parts(models)
         mean, cov = gaussian_barycenter_params(means, covs, w)
         return Gaussian(mean, cov)
-    return KLBarycenter(models, w, **kwargs)
+    return KLBarycenter(models, weights if is_torch(weights) else w, **kwargs)

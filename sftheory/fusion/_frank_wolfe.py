@@ -15,6 +15,10 @@ Step rules (``step``):
   directional derivative, from ``grad``).
 * ``"away"`` -- away-step Frank-Wolfe (Lacoste-Julien & Jaggi 2015) with exact line search:
   linear convergence for strongly convex objectives, reaches faces exactly (drop steps).
+
+Backends: the driver works on host float64 numpy vectors (the iterate has k entries, k tiny);
+``grad`` and ``objective`` may compute on any device (the torch route of
+:class:`~sftheory.fusion.FusionObjective` does) as long as they take and return host numbers.
 """
 from __future__ import annotations
 

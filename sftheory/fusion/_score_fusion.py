@@ -39,6 +39,14 @@ Target draws. X_0 cycles through random permutations of the target samples (epoc
 mini-batches of ``batch_size``; Monte Carlo standard errors are computed as if the draws were
 independent, which is conservative for this stratified scheme. They are errors *given the target
 samples*; the error from having only n target samples is what claim ``sf.thm4`` measures.
+
+torch. ``target_samples`` given as a torch tensor (float32/float64, CPU or CUDA) runs the Monte
+Carlo on its device and in its dtype: the forward draws x_t, the auxiliaries' scores (exact paths,
+torch ``nn.Module`` networks, callables on tensors), the per-draw terms (:func:`dsm_contributions`)
+and their means G, b, c stay there; only G, b, c (k x k) come to the host, where the simplex QP is
+solved. The random numbers (mini-batch indices, t, z) come from the one numpy Generator of
+``seed`` on both routes, so a numpy and a torch run with the same seed use identical draws (they
+are moved to the device per batch; the score tensors are never copied back).
 """
 from __future__ import annotations
 
@@ -51,10 +59,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._refs import source
-from .._validation import as_float_array, check_seed
+from .._validation import as_float_array, check_seed, is_torch
+from ..backend import get_backend
 from ..fields import ScoreField, as_field, weighted
 from ..models import Law
 from ..processes import LinearSDE
+from ._barycenter import _check_torch_input
 
 METHODS = ("exact", "softmax-sgd")
 WEIGHTINGS = ("variance", "uniform", "g2")
@@ -235,13 +245,22 @@ def _is_torch_module(obj) -> bool:
 
 
 def _torch_module_field(module, dim):
-    """A torch ``nn.Module`` ``module(x, t)`` (x a float64 tensor (N, d), t a tensor (N,)) as
-    a numpy score field; its output must be a tensor of x's shape (checked by the field)."""
+    """A torch ``nn.Module`` ``module(x, t)`` as a score field: a torch x (N, d) is passed as is
+    (t a tensor (N,) of x's dtype and device; the module must accept them) and evaluated without
+    autograd unless x requires grad; a numpy x is evaluated as a float64 CPU tensor and returned
+    as numpy. The output must be a tensor of x's shape (checked by the field)."""
     import torch
 
     from ..fields import CallableField
 
     def score(x, t):
+        if is_torch(x):
+            tt = t if is_torch(t) else torch.as_tensor(np.broadcast_to(t, (x.shape[0],)),
+                                                       dtype=x.dtype, device=x.device)
+            if x.requires_grad:
+                return module(x, tt)
+            with torch.no_grad():
+                return module(x, tt)
         xt = torch.as_tensor(np.array(x, dtype=np.float64))
         tt = torch.as_tensor(np.array(t, dtype=np.float64))
         with torch.no_grad():
@@ -253,6 +272,22 @@ def _torch_module_field(module, dim):
     name = f"{type(module).__name__}(torch module)"
     score.__qualname__ = name
     return CallableField(score, dim, name=name)
+
+
+def _check_device(device, X):
+    """The torch route's device: X's; ``device`` None or naming the same device."""
+    import torch
+
+    if device is None:
+        return X.device
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must be None or a torch device, got {device!r} ({exc})") from None
+    if dev.type != X.device.type or (dev.index is not None and dev != X.device):
+        raise ValueError(f"device = {device!r} but target_samples is on {X.device}: the torch "
+                         f"route runs on the target's device (pass device=None)")
+    return X.device
 
 
 def _check_int(v, name, lo):
@@ -287,7 +322,11 @@ def _weighting(weighting, process):
 
 class _Draws:
     """The stream of (t, z, x_t, gamma) of Algorithm 1, line 6: mini-batches of target samples
-    (epochs of random permutations) pushed through the exact forward transition."""
+    (epochs of random permutations) pushed through the exact forward transition.
+
+    ``X`` numpy (n, d) or a torch tensor: the random numbers always come from the numpy ``rng``
+    (identical streams on both routes); on the torch route (v, z, x_t, gamma) are tensors of X's
+    dtype and device (t stays a host array: fields move it to x's device themselves)."""
 
     def __init__(self, X, process, T_tilde, batch_size, gamma, rng):
         self.X, self.process, self.T_tilde = X, process, T_tilde
@@ -310,24 +349,40 @@ class _Draws:
         t = self.T_tilde * (1.0 - self.rng.random(n))  # in (0, T~]: never t = 0
         m, v = self.process.conditional_many(t)
         z = self.rng.standard_normal((n, self.X.shape[1]))
-        xt = m[:, None] * self.X[idx] + np.sqrt(v)[:, None] * z
-        return t, v, z, xt, self.gamma(t, v)
+        gam = self.gamma(t, v)
+        nx = get_backend(self.X)
+        if nx.is_torch:
+            m, v, z, gam = (nx.asarray(np.asarray(a, dtype=np.float64), like=self.X)
+                            for a in (m, v, z, gam))
+            idx = nx.torch.as_tensor(idx, device=self.X.device)
+        xt = m[:, None] * self.X[idx] + nx.sqrt(v)[:, None] * z
+        return t, v, z, xt, gam
 
 
 def _eval_scores(fields, xt, t):
-    """S (n, k, d): every auxiliary at (x_t, t), checked (shape and finiteness by the field)."""
+    """S (n, k, d): every auxiliary at (x_t, t), checked (shape and finiteness by the field), in
+    x_t's backend (a torch x_t gives a tensor on its device: the field must return x_t's backend
+    and dtype)."""
+    nx = get_backend(xt)
     out = []
     for i, f in enumerate(fields):
         try:
             s = f(xt, t)
         except ValueError as exc:
             raise ValueError(f"scores[{i}] at the draws of the forward process: {exc}") from None
-        s = np.asarray(s, dtype=np.float64)
-        if s.shape != xt.shape:
-            raise ValueError(f"scores[{i}] returned shape {s.shape} for points of shape "
-                             f"{xt.shape}")
+        if nx.is_torch:
+            if not is_torch(s) or s.dtype != xt.dtype or s.device != xt.device:
+                raise ValueError(f"scores[{i}] returned {type(s).__name__} "
+                                 f"{getattr(s, 'dtype', '')} for a {xt.dtype} tensor on "
+                                 f"{xt.device}: on the torch route auxiliaries must return "
+                                 f"tensors of x's dtype and device")
+        else:
+            s = np.asarray(s, dtype=np.float64)
+        if tuple(s.shape) != tuple(xt.shape):
+            raise ValueError(f"scores[{i}] returned shape {tuple(s.shape)} for points of shape "
+                             f"{tuple(xt.shape)}")
         out.append(s)
-    return np.stack(out, axis=1)
+    return nx.stack(out, axis=1)
 
 
 @source("SF", "eq. (10) with the DSM target (eq. (5)); Alg. 1, lines 6-7", "sf.alg1")
@@ -340,17 +395,40 @@ def dsm_contributions(S, z, v, gamma):
     so that gamma_j |sum_i lambda_i S_ij + z_j/sqrt(v_j)|^2 = lambda^T G_j lambda - 2 b_j^T lambda
     + c_j. ``S`` (n, k, d) the auxiliary scores at the draws, ``z`` (n, d), ``v``, ``gamma`` (n,).
     Source: [SF] eq. (10) (the regression loss) with the denoising target of eq. (5).
+    Written once for numpy and torch (the backend of ``S``; tensors stay on their device).
     """
-    Gj = gamma[:, None, None] * np.einsum("nid,njd->nij", S, S)
-    rs = gamma / np.sqrt(v)
-    bj = -rs[:, None] * np.einsum("nid,nd->ni", S, z)
-    cj = gamma / v * np.einsum("nd,nd->n", z, z)
+    nx = get_backend(S, z, v, gamma)
+    Gj = gamma[:, None, None] * nx.einsum("nid,njd->nij", S, S)
+    rs = gamma / nx.sqrt(v)
+    bj = -rs[:, None] * nx.einsum("nid,nd->ni", S, z)
+    cj = gamma / v * nx.einsum("nd,nd->n", z, z)
     return Gj, bj, cj
 
 
+@source("SF", "eq. (10) with the DSM target (eq. (5)); Alg. 1, line 7", "sf.alg1")
+def dsm_loss(lam, S, z, v, gamma):
+    r"""The Monte Carlo DSM loss of [SF] (10) on a batch of draws, evaluated directly:
+
+    .. math:: \hat\ell(\lambda) = \frac1n \sum_j \gamma_j \Big|\sum_i \lambda_i S_{ij}
+              + z_j/\sqrt{v_j}\Big|^2,
+
+    in the backend of the inputs (torch: differentiable in ``lam``, the paper's softmax-SGD
+    objective; its gradient is 2 (G lam - b) with G, b the means of :func:`dsm_contributions`).
+    ``lam`` (k,), ``S`` (n, k, d), ``z`` (n, d), ``v``, ``gamma`` (n,).
+    """
+    nx = get_backend(lam, S, z, v, gamma)
+    r = nx.einsum("k,nkd->nd", lam, S) + z / nx.sqrt(v)[:, None]
+    return nx.sum(gamma * nx.sum(r * r, axis=1)) / S.shape[0]
+
+
 def _mean_se(a):
-    n = a.shape[0]
-    return a.mean(axis=0), a.std(axis=0, ddof=1) / math.sqrt(n)
+    """(mean, standard error) along axis 0, in a's backend."""
+    return get_backend(a).mean_se(a)
+
+
+def _host(a) -> np.ndarray:
+    """A (small) backend array as a float64 numpy array on the host."""
+    return np.asarray(get_backend(a).to_numpy(a), dtype=np.float64)
 
 
 # ---- the result ---------------------------------------------------------------------------------
@@ -384,8 +462,15 @@ class ScoreFusionResult:
     fields: list = field(repr=False, default_factory=list)
     diagnostics: dict = field(default_factory=dict)
 
-    def objective(self, lam) -> float:
-        """lam^T G lam - 2 b^T lam + c: the estimated DSM loss at any lam (k,)."""
+    def objective(self, lam):
+        """lam^T G lam - 2 b^T lam + c: the estimated DSM loss at any lam (k,) ([SF] (10)); a
+        torch lam gives a 0-d tensor on its device, differentiable in lam (gradient
+        2 (G lam - b))."""
+        if is_torch(lam):
+            _check_torch_input(lam, "lam")
+            nx = get_backend(lam)
+            G, b = nx.from_numpy(self.gram, like=lam), nx.from_numpy(self.linear, like=lam)
+            return (lam * nx.matmul(G, lam)).sum() - 2.0 * (b * lam).sum() + self.const
         lam = np.asarray(lam, dtype=np.float64)
         return float(lam @ self.gram @ lam - 2.0 * self.linear @ lam + self.const)
 
@@ -397,23 +482,24 @@ class ScoreFusionResult:
 
 # ---- softmax SGD --------------------------------------------------------------------------------
 def _softmax_sgd(fields, draws, k, steps, lr, batch_size, init, device):
-    """The paper's training phase: lambda = softmax(theta), Adam on theta, a fresh mini-batch
-    and fresh (t, z) at every step; the returned weights average the iterates of the last
-    half (Polyak-Ruppert), the learning rate decays as lr / sqrt(1 + step / 100)."""
+    """The paper's training phase ([SF] Alg. 1, lines 5-8): lambda = softmax(theta), Adam on theta
+    minimizing :func:`dsm_loss`, a fresh mini-batch and fresh (t, z) at every step; the returned
+    weights average the iterates of the last half (Polyak-Ruppert), the learning rate decays as
+    lr / sqrt(1 + step / 100). On the torch route the draws and scores are already tensors on
+    ``device`` (theta takes their dtype); on the numpy route they are moved there as float64."""
     import torch
 
-    theta = torch.tensor(np.log(init), dtype=torch.float64, device=device, requires_grad=True)
+    dtype = draws.X.dtype if is_torch(draws.X) else torch.float64
+    theta = torch.tensor(np.log(init), dtype=dtype, device=device, requires_grad=True)
     opt = torch.optim.Adam([theta], lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / math.sqrt(1.0 + s / 100.0))
     losses, lams = np.empty(steps), np.empty((steps, k))
     for step in range(steps):
         t, v, z, xt, gam = draws.batch(batch_size)
-        S = torch.as_tensor(_eval_scores(fields, xt, t), device=device)
-        target = torch.as_tensor(-z / np.sqrt(v)[:, None], device=device)
-        g = torch.as_tensor(gam, device=device)
+        S, z, v, g = (torch.as_tensor(a, dtype=dtype, device=device)
+                      for a in (_eval_scores(fields, xt, t), z, v, gam))
         lam = torch.softmax(theta, 0)
-        pred = torch.einsum("k,nkd->nd", lam, S)
-        loss = (g * ((pred - target) ** 2).sum(1)).mean()
+        loss = dsm_loss(lam, S, z, v, g)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -429,7 +515,7 @@ def _softmax_sgd(fields, draws, k, steps, lr, batch_size, init, device):
 def score_fusion(scores, target_samples, process, T_tilde, *, T=None, method: str = "exact",
                  weighting=None, batch_size: int | None = None, n_mc: int = N_MC, seed=None,
                  steps: int = 2000, lr: float = 0.05, init=None, n_boot: int = N_BOOT,
-                 device: str = "cpu") -> ScoreFusionResult:
+                 device=None) -> ScoreFusionResult:
     r"""ScoreFusion ([SF] Algorithm 1, phase I): fit the weights lambda of the auxiliary scores to
     target samples by the regression (10) over t ~ U[0, T~], with denoising score matching.
 
@@ -439,8 +525,11 @@ def score_fusion(scores, target_samples, process, T_tilde, *, T=None, method: st
         Laws of :mod:`sftheory.models` (their exact path score ``law.path(process).score`` is
         used), score fields, paths, trained networks (:class:`~sftheory.training.ScoreMLP`, via
         ``as_field``) or callables ``s(x, t)`` (numpy x (N, d), t (N,)) returning (N, d).
-    target_samples : array (n, d)
-        Samples of the target nu (the data set D of Algorithm 1).
+    target_samples : array (n, d) or torch tensor (n, d)
+        Samples of the target nu (the data set D of Algorithm 1). A float32/float64 tensor (CPU or
+        CUDA) runs the Monte Carlo in torch on its device and dtype (module docstring); the
+        auxiliaries must then accept and return tensors there (exact paths and ``nn.Module``
+        networks do). float16 and other dtypes raise TypeError.
     process : a :mod:`sftheory.processes` process
         The forward process of the target's noising (the auxiliaries' process).
     T_tilde : float
@@ -462,6 +551,9 @@ def score_fusion(scores, target_samples, process, T_tilde, *, T=None, method: st
     seed : int, numpy Generator or None
     n_boot : int
         Bootstrap resamples of the per-draw terms for ``diagnostics["weights_se"]`` (0: off).
+    device : None or a torch device
+        Where ``"softmax-sgd"`` trains theta: None means the target tensor's device (``"cpu"``
+        for numpy targets); a device other than a torch target's raises ValueError.
 
     Returns
     -------
@@ -470,7 +562,17 @@ def score_fusion(scores, target_samples, process, T_tilde, *, T=None, method: st
         errors, ``.diagnostics``; ``.field()`` is the fused score for the samplers (phase II).
     """
     t0 = time.perf_counter()
-    X = as_float_array(target_samples, "target_samples", ndim=(1, 2))
+    if is_torch(target_samples):  # the torch route: validated on its device, never copied back
+        X = _check_torch_input(target_samples, "target_samples").detach()
+        if X.ndim not in (1, 2):
+            raise ValueError(f"target_samples must have 1 or 2 dimension(s), got shape "
+                             f"{tuple(X.shape)}")
+        if not bool(X.isfinite().all()):
+            raise ValueError("target_samples contains NaN or infinite values")
+        device = _check_device(device, X)
+    else:
+        X = as_float_array(target_samples, "target_samples", ndim=(1, 2))
+        device = "cpu" if device is None else device
     if X.ndim == 1:
         X = X[:, None]
     n, d = X.shape
@@ -519,10 +621,12 @@ def score_fusion(scores, target_samples, process, T_tilde, *, T=None, method: st
         Gj, bj, cj = dsm_contributions(S, z, v, gam)
         Gs.append(Gj), bs.append(bj), cs.append(cj)
         left -= m_
-    Gj, bj, cj = np.concatenate(Gs), np.concatenate(bs), np.concatenate(cs)
-    G, G_se = _mean_se(Gj)
-    b, b_se = _mean_se(bj)
-    c, c_se = _mean_se(cj)
+    nx = get_backend(X)
+    Gj, bj, cj = nx.concat(Gs), nx.concat(bs), nx.concat(cs)
+    # the means and standard errors on the device; only these k x k numbers come to the host
+    G, G_se = (_host(a) for a in _mean_se(Gj))
+    b, b_se = (_host(a) for a in _mean_se(bj))
+    c, c_se = (float(_host(a)) for a in _mean_se(cj))
     G = 0.5 * (G + G.T)
     for name, a in (("gram", G), ("linear", b), ("const", c)):
         if not np.all(np.isfinite(a)):
@@ -537,8 +641,10 @@ def score_fusion(scores, target_samples, process, T_tilde, *, T=None, method: st
         reps = np.empty((n_boot, k))
         for r in range(n_boot):
             idx = rng.integers(0, n_mc, n_mc)
-            Gr = Gj[idx].mean(axis=0)
-            reps[r] = simplex_qp(0.5 * (Gr + Gr.T), bj[idx].mean(axis=0)).weights
+            if nx.is_torch:
+                idx = nx.torch.as_tensor(idx, device=X.device)
+            Gr, br = _host(Gj[idx].mean(0)), _host(bj[idx].mean(0))
+            reps[r] = simplex_qp(0.5 * (Gr + Gr.T), br).weights
         diag["weights_se"] = reps.std(axis=0, ddof=1)
     if method == "exact":
         lam = qp.weights
@@ -557,8 +663,9 @@ def score_fusion(scores, target_samples, process, T_tilde, *, T=None, method: st
         lam, losses, lams = _softmax_sgd(fields, draws, k, steps, float(lr), batch_size, init,
                                          device)
         diag["sgd_losses"], diag["sgd_weights"] = losses, lams
-    per = np.einsum("i,nij,j->n", lam, Gj, lam) - 2.0 * bj @ lam + cj
-    loss, loss_se = _mean_se(per)
+    lam_b = nx.asarray(lam, like=cj)
+    per = nx.einsum("i,nij,j->n", lam_b, Gj, lam_b) - 2.0 * nx.matmul(bj, lam_b) + cj
+    loss, loss_se = (float(_host(a)) for a in _mean_se(per))
     diag["seconds_fit"] = time.perf_counter() - t_fit
     return ScoreFusionResult(weights=lam, loss=float(loss), loss_se=float(loss_se), gram=G,
                              gram_se=G_se, linear=b, linear_se=b_se, const=float(c),

@@ -21,6 +21,17 @@ common to every lambda so F stays smooth in lambda. On the grid and Monte Carlo 
 per-lambda sums (log Z, E_{p_lambda}[h_i], Cov) run in one fused pass of the numba kernel
 :func:`sftheory._kernels.quadrature.lse_moments`; ``sftheory.use_kernels("numpy")`` selects the
 numpy reference :meth:`FusionObjective._parts_numpy` instead.
+
+torch: target samples given as a torch tensor (float32 or float64, any device) put the problem on
+that device and dtype. The problem is built on the host in float64 (the nodes, log p_i at them,
+E_nu[h_i]: lambda-independent, computed once) and moved once; every lambda-dependent sum (log Z,
+E_{p_lambda}[h_i], Cov) then runs in torch on the device through the one backend formula
+:func:`lse_moments_nx` (the Gaussian route: :func:`~sftheory.fusion._barycenter.
+_gaussian_log_normalizer_nx`). ``value``, ``kl``, ``log_normalizer``, ``grad`` and ``hessian``
+of a torch ``lam`` return tensors (``value`` differentiable: autograd gives Remark 2's gradient
+and Prop. 1's Hessian); of a numpy ``lam`` they return floats/numpy float64, computed on the
+device when the problem is torch. :func:`vanilla_fusion` drives Frank-Wolfe on host floats (k is
+tiny), each gradient evaluated on the device.
 """
 from __future__ import annotations
 
@@ -31,12 +42,14 @@ import numpy as np
 from scipy.special import logsumexp
 
 from .._refs import source
-from ..backend import kernel_impl
-from .._validation import as_float_array, check_count, check_positive, check_seed, check_simplex
+from ..backend import get_backend, kernel_impl
+from .._validation import (as_float_array, check_count, check_positive, check_seed, check_simplex,
+                           is_torch)
 from ..models import Gaussian, GaussianMixture
 from . import _grid
-from ._barycenter import (_check_references, _gaussian_parts, gaussian_barycenter_params,
-                         gaussian_log_normalizer)
+from ._barycenter import (_check_references, _check_torch_input, _gaussian_log_normalizer_nx,
+                          _gaussian_parts, gaussian_barycenter_params, gaussian_log_normalizer,
+                          gaussian_log_normalizer_terms)
 from ._frank_wolfe import FrankWolfeResult, frank_wolfe
 
 METHODS = ("gaussian", "quadrature", "mc")
@@ -78,6 +91,36 @@ def gaussian_log_ref_expectations(means, covs, tmeans, tcovs) -> np.ndarray:
     return -0.5 * (tr + quad + logdet[None, :])
 
 
+@source("SF", "eq. (9), Remark 2, proof of Prop. 1", "sf.prop1")
+def lse_moments_nx(H, logw, lam, order: int = 2):
+    r"""log Z(lambda), E_{p_lambda}[h] and Cov_{p_lambda}(h) on nodes x_j with log weights logw_j
+    (grid or importance draws), h_ij = log p_i(x_j) (``H`` (n, k)), a_j = sum_i lambda_i h_ij +
+    logw_j, in the backend of the inputs (numpy, or torch on any device with autograd in lam):
+
+    .. math:: \log Z(\lambda) = \log \sum_j e^{a_j}\ ([SF]\ (9)), \quad
+              \mathbb{E}_{p_\lambda} h_i = \sum_j \pi_j h_{ij}\ ([SF]\ \text{Remark 2}),
+
+    .. math:: \mathrm{Cov}_{p_\lambda}(h_i, h_l) = \sum_j \pi_j (h_{ij} - \mathbb{E} h_i)
+              (h_{lj} - \mathbb{E} h_l)\ (\text{proof of [SF] Prop. 1}),
+
+    pi_j = exp(a_j - log Z). The single definition of these formulas (numpy and torch); the numba
+    kernel :func:`sftheory._kernels.quadrature.lse_moments` realizes them in one fused pass for
+    numpy inputs. ``order`` 0: log Z only (the mean and covariance are None), 1: adds the mean,
+    2: the covariance. Returns backend scalars/arrays (a 0-d tensor for log Z on torch).
+    """
+    nx = get_backend(H, logw, lam)
+    a = nx.matmul(H, lam) + logw
+    logz = nx.logsumexp(a, 0)
+    if order < 1:
+        return logz, None, None
+    p = nx.exp(a - logz)
+    m = nx.matmul(p, H)
+    if order < 2:
+        return logz, m, None
+    Hc = H - m
+    return logz, m, nx.matmul((Hc * p[:, None]).T, Hc)
+
+
 def _is_samples(target) -> bool:
     return isinstance(target, (np.ndarray, list, tuple)) or hasattr(target, "__array__") \
         and not hasattr(target, "logpdf")
@@ -94,6 +137,14 @@ class FusionObjective:
 
     def __init__(self, references, target, *, sigma=None, method: str | None = None,
                  n_mc: int = N_MC, seed=None):
+        #: a tensor fixing the torch route's device and dtype (torch target samples), else None
+        self._like = None
+        if is_torch(target):
+            _check_torch_input(target, "target")
+            if not bool(target.detach().isfinite().all()):
+                raise ValueError("target contains NaN or infinite values")
+            self._like = target.detach()[:0].reshape(0)
+        self._tcache: dict = {}
         refs, dim = _check_references(references)
         self.references, self.dim, self.k = tuple(refs), dim, len(refs)
         all_gauss = all(isinstance(m, Gaussian) for m in refs)
@@ -192,11 +243,66 @@ class FusionObjective:
         return self._log_refs(y).mean(axis=0), float(np.mean(logq(y)))
 
     # ---- p_lambda moments ---------------------------------------------------------------------
+    @property
+    def is_torch(self) -> bool:
+        """True when the target samples were a torch tensor (the lambda sums run on its device)."""
+        return self._like is not None
+
     def _check_lam(self, lam):
+        lam_t = None
+        if is_torch(lam):
+            lam_t = _check_torch_input(lam, "lam", like=self._like)
         lam = check_simplex(lam, "lam")
         if lam.shape[0] != self.k:
             raise ValueError(f"lam has {lam.shape[0]} entries, expected {self.k}")
-        return lam
+        return lam if lam_t is None else lam_t
+
+    def _on(self, like):
+        """The lambda-independent arrays in ``like``'s backend, dtype and device (cached): the
+        nodes' (H, logw) or the Gaussian terms, and E_nu[h_i]."""
+        key = (str(like.dtype), str(like.device))
+        out = self._tcache.get(key)
+        if out is None:
+            nx = get_backend(like)
+            if self.method == "gaussian":
+                arrays = gaussian_log_normalizer_terms(self._means, self._covs)
+            else:
+                arrays = (self._H, self._logw)
+            out = tuple(nx.from_numpy(np.asarray(a, dtype=np.float64), like=like)
+                        for a in arrays + (self.target_moments,))
+            self._tcache[key] = out
+        return out
+
+    def _parts_torch(self, lam, order: int):
+        """(log Z, E_{p_lambda}[h], Cov) for a torch lam, as tensors on its device: the grid and
+        Monte Carlo routes through :func:`lse_moments_nx`, the Gaussian route through the
+        differentiable closed form :func:`_gaussian_log_normalizer_nx` for log Z and the float64
+        closed-form moments (k and d are tiny: computed on the host, then moved)."""
+        arrays = self._on(lam)
+        if self.method != "gaussian":
+            return lse_moments_nx(arrays[0], arrays[1], lam, order)
+        logz = _gaussian_log_normalizer_nx(*arrays[:3], lam)
+        if order < 1:
+            return logz, None, None
+        lam_np = np.asarray(lam.detach().cpu().numpy(), dtype=np.float64)
+        mu, S = gaussian_barycenter_params(self._means, self._covs, lam_np)
+        m, c = gaussian_log_ref_moments(self._means, self._covs, mu, S)
+        nx = get_backend(lam)
+        return logz, nx.from_numpy(m, like=lam), (nx.from_numpy(c, like=lam) if order >= 2
+                                                   else None)
+
+    def _route(self, lam, order: int):
+        """(log Z, mean, cov, torch?) at a checked lam: torch lam -> tensors; numpy lam on a torch
+        problem -> computed on the device and returned as float/float64 numpy; else numpy."""
+        if is_torch(lam):
+            return self._parts_torch(lam, order) + (True,)
+        if self._like is not None:
+            nx = get_backend(self._like)
+            z, m, c = self._parts_torch(nx.asarray(lam, like=self._like), order)
+            return (float(z), None if m is None else nx.to_numpy(m).astype(np.float64),
+                    None if c is None else nx.to_numpy(c).astype(np.float64), False)
+        parts = self._barycenter_parts(lam) if order >= 2 else self._parts(lam, order)
+        return tuple(parts) + (False,)
 
     def _barycenter_parts(self, lam):
         """(log Z, E_{p_lambda}[h] (k,), Cov_{p_lambda}(h) (k, k)) at a checked lam."""
@@ -221,39 +327,31 @@ class FusionObjective:
         return float(logz), (m if order >= 1 else None), (c if order >= 2 else None)
 
     def _parts_numpy(self, lam, order: int = 2):
-        r"""Reference (numpy) quadrature of the lambda-dependent parts, nodes x_j with log weights
-        logw_j (grid or importance draws), h_ij = log p_i(x_j), a_j = sum_i lambda_i h_ij + logw_j:
-
-        .. math:: \log Z(\lambda) = \log \sum_j e^{a_j}\ ([SF]\ (9)), \quad
-                  \mathbb{E}_{p_\lambda} h_i = \sum_j \pi_j h_{ij}\ ([SF]\ \text{Remark 2}),
-
-        .. math:: \mathrm{Cov}_{p_\lambda}(h_i, h_l) = \sum_j \pi_j (h_{ij} - \mathbb{E} h_i)
-                  (h_{lj} - \mathbb{E} h_l)\ (\text{proof of [SF] Prop. 1}),
-
-        pi_j = exp(a_j - log Z). The single definition of these formulas; the numba kernel
+        r"""Reference (numpy) quadrature of the lambda-dependent parts ([SF] (9), Remark 2, proof
+        of Prop. 1): :func:`lse_moments_nx`, the single definition of these sums (numpy and
+        torch), on the numpy nodes; the numba kernel
         :func:`sftheory._kernels.quadrature.lse_moments` realizes them in one fused pass."""
-        a = self._H @ lam + self._logw
-        logz = float(logsumexp(a))
-        if order < 1:
-            return logz, None, None
-        p = np.exp(a - logz)
-        m = p @ self._H
-        if order < 2:
-            return logz, m, None
-        Hc = self._H - m
-        return logz, m, (Hc * p[:, None]).T @ Hc
+        logz, m, c = lse_moments_nx(self._H, self._logw, lam, order)
+        return float(logz), m, c
 
-    def log_normalizer(self, lam) -> float:
-        """log Z(lambda), the second term of [SF] (9)."""
-        return self._parts(self._check_lam(lam), 0)[0]
+    def log_normalizer(self, lam):
+        """log Z(lambda), the second term of [SF] (9) (a 0-d tensor for a torch lam)."""
+        return self._route(self._check_lam(lam), 0)[0]
+
+    def _target_moments_like(self, lam):
+        return self._on(lam)[-1] if is_torch(lam) else self.target_moments
 
     @source("SF", "eq. (9), (19)", "sf.prop1")
-    def value(self, lam) -> float:
-        """-sum_i lambda_i E_nu[h_i] + log Z(lambda) (= F(lambda) - E_nu[log q])."""
+    def value(self, lam):
+        """-sum_i lambda_i E_nu[h_i] + log Z(lambda) (= F(lambda) - E_nu[log q]); for a torch lam
+        a 0-d tensor on its device, differentiable in lam ([SF] (9))."""
         lam = self._check_lam(lam)
-        return float(-self.target_moments @ lam + self._parts(lam, 0)[0])
+        logz, _, _, torch_out = self._route(lam, 0)
+        if torch_out:
+            return -(self._target_moments_like(lam) * lam).sum() + logz
+        return float(-self.target_moments @ lam + logz)
 
-    def kl(self, lam) -> float:
+    def kl(self, lam):
         """F(lambda) = KL(nu || p_lambda); ValueError when the target has no density."""
         if self.target_log_density is None:
             raise ValueError("the target has no density (plain samples or a route without its "
@@ -261,16 +359,17 @@ class FusionObjective:
         return self.value(lam) + self.target_log_density
 
     @source("SF", "App. C.1.3, Remark 2", "sf.remark2")
-    def grad(self, lam) -> np.ndarray:
-        r"""dF/dlambda_i = -E_nu[h_i] + E_{p_lambda}[h_i] ([SF] Remark 2)."""
+    def grad(self, lam):
+        r"""dF/dlambda_i = -E_nu[h_i] + E_{p_lambda}[h_i] ([SF] Remark 2); a tensor for a torch
+        lam (the closed form, not autograd)."""
         lam = self._check_lam(lam)
-        return -self.target_moments + self._parts(lam, 1)[1]
+        return -self._target_moments_like(lam) + self._route(lam, 1)[1]
 
     @source("SF", "App. C.1.3, proof of Prop. 1", "sf.prop1")
-    def hessian(self, lam) -> np.ndarray:
+    def hessian(self, lam):
         r"""d^2F/dlambda_i dlambda_j = Cov_{p_lambda}(h_i, h_j) (Hessian of the log-MGF in the
-        proof of [SF] Prop. 1)."""
-        return self._barycenter_parts(self._check_lam(lam))[2]
+        proof of [SF] Prop. 1); a tensor for a torch lam."""
+        return self._route(self._check_lam(lam), 2)[2]
 
 
 @dataclass(frozen=True)
@@ -294,7 +393,12 @@ def vanilla_fusion(references, target, *, sigma=None, gap_tol: float = 1e-8, see
                    n_mc: int = N_MC) -> VanillaFusionResult:
     """Vanilla fusion ([SF] (9)): lambda* = argmin over the simplex of KL(nu || p_lambda), by
     Frank-Wolfe (``step`` as in :func:`~sftheory.fusion.frank_wolfe`, away steps by default),
-    from ``x0`` (uniform by default) until the Frank-Wolfe gap is <= ``gap_tol``."""
+    from ``x0`` (uniform by default) until the Frank-Wolfe gap is <= ``gap_tol``.
+
+    Torch ``target`` samples (any device, float32/float64): every gradient and objective value
+    (the sums over the nodes) is computed in torch on the target's device, while the Frank-Wolfe
+    driver itself stays on host float64 numbers (lambda has k entries); ``weights`` come back as
+    numpy float64. In float32 the gradient is accurate to ~1e-6 relative: use gap_tol >= 1e-5."""
     t0 = time.perf_counter()
     prob = FusionObjective(references, target, sigma=sigma, method=method, n_mc=n_mc, seed=seed)
     t1 = time.perf_counter()
