@@ -68,16 +68,22 @@ class MixtureParams:
         return MixtureParams(m * self.means, self.logw, _formulas.marginal_var(self.lam, m, v),
                              self.rot)
 
+    def arrays(self, nx, x) -> tuple:
+        """(means, logw, lam, rot) in x's backend, dtype and device (rot None when isotropic),
+        converted once per backend, dtype and device and cached."""
+        key = (nx.name, str(x.dtype), str(getattr(x, "device", "cpu")))
+        p = self._cache.get(key)
+        if p is None:
+            p = tuple(None if a is None else nx.from_numpy(np.ascontiguousarray(a), like=x)
+                      for a in (self.means, self.logw, self.lam, self.rot))
+            self._cache[key] = p
+        return p
+
     def evaluate(self, x, nx, m, v, posterior: bool, impl: str | None = None):
         """(logpdf (N,), score or posterior mean (N, d)) at validated points x (N, d)."""
         impl = kernel_impl() if impl is None else check_impl(impl)
         if nx.is_torch or impl == "numpy":
-            key = (nx.name, str(x.dtype), str(getattr(x, "device", "cpu")))
-            p = self._cache.get(key)
-            if p is None:
-                p = tuple(None if a is None else nx.from_numpy(np.ascontiguousarray(a), like=x)
-                          for a in (self.means, self.logw, self.lam, self.rot))
-                self._cache[key] = p
+            p = self.arrays(nx, x)
             if not isinstance(m, float):
                 m, v = nx.asarray(m, like=x), nx.asarray(v, like=x)
             # |y|^2 = inf is handled (overflow rows); 0/0 of rows that did not overflow is discarded

@@ -176,18 +176,25 @@ class GaussianMixture(Law, Density):
         return self._params.evaluate(x, nx, 1.0, 0.0, posterior=False, impl=impl)
 
     def responsibilities(self, x):
-        """Posterior component probabilities r_k(x), shape (N, K) (numpy only); zero-weight
-        components get 0."""
+        """Posterior component probabilities r_k(x), shape (N, K); zero-weight components get 0.
+        numpy points give float64; torch points a tensor in x's floating dtype and device
+        (autograd in x)."""
         x2, nx, _ = prepare_points(x, self.dim)
-        if nx.is_torch:
-            raise ValueError("responsibilities takes numpy points")
         p = self._params
+        arrays = p.arrays(nx, x2) if nx.is_torch else (p.means, p.logw, p.lam, p.rot)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            y, _, inv, logc, _ = _formulas.component_terms(nx, x2, 1.0, 0.0, p.means, p.logw, p.lam,
-                                                           p.rot)
+            y, _, inv, logc, _ = _formulas.component_terms(nx, x2, 1.0, 0.0, *arrays)
             w, tot, _ = _formulas.unnormalized_responsibilities(nx, y, inv, logc)
+        r = w / tot[:, None]
+        keep = self._weights > 0
+        if nx.is_torch:
+            if keep.all():
+                return r
+            out = x2.new_zeros((x2.shape[0], self.n_components))
+            out[:, nx.torch.as_tensor(np.flatnonzero(keep), device=x2.device)] = r
+            return out
         out = np.zeros((x2.shape[0], self.n_components))
-        out[:, self._weights > 0] = w / tot[:, None]
+        out[:, keep] = r
         return out
 
     def _diffused(self, m, v):

@@ -8,13 +8,14 @@ conditional law comes from the one formula :func:`ou_transition` on that clock.
 """
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 
 import numpy as np
 
 from .._refs import source
-from .._validation import check_time, check_times
+from .._validation import _torch_time_to_numpy, check_time, check_times, is_torch
 
 
 @source("OS", "App. B.2; standard OU transition", "core.processes.moments", "core.processes.time_change")
@@ -45,6 +46,42 @@ def ou_transition(kappa: float, dtheta):
     return m, v
 
 
+_TIME_FUNCTIONS = ("diffusion", "clock", "clock_inverse", "clock_increment", "drift_coef",
+                   "time_change", "conditional_many", "beta")
+"""Coefficients of time that follow their argument's backend (see :func:`_torch_times`)."""
+
+
+def _torch_times(fn):
+    """Let a coefficient of time ``fn(self, *times)`` take torch tensors: torch times in -> torch
+    out, on the device of the first tensor argument and in its dtype (float64 for an integer
+    tensor). The value is the float64 numpy evaluation rounded once to that dtype (so torch and
+    numpy agree to that rounding); times are O(N) scalars, read on the host. A tensor that
+    requires grad raises (sftheory does not differentiate in t). numpy and Python inputs are
+    passed through untouched."""
+    if getattr(fn, "_torch_times", False):
+        return fn
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        like = next((a for a in (*args, *kwargs.values()) if is_torch(a)), None)
+        if like is None:
+            return fn(self, *args, **kwargs)
+        out = fn(self, *[_torch_time_to_numpy(a, "t") if is_torch(a) else a for a in args],
+                 **{k: _torch_time_to_numpy(a, k) if is_torch(a) else a for k, a in kwargs.items()})
+        import torch
+
+        dtype = like.dtype if like.is_floating_point() else torch.float64
+
+        def back(a):
+            return torch.as_tensor(np.asarray(a, dtype=np.float64)).to(device=like.device,
+                                                                      dtype=dtype)
+
+        return tuple(back(a) for a in out) if isinstance(out, tuple) else back(out)
+
+    wrapper._torch_times = True
+    return wrapper
+
+
 def _scalar(a):
     a = np.asarray(a)
     return a.item() if a.ndim == 0 else a
@@ -56,10 +93,22 @@ class LinearSDE(ABC):
     Subclasses define :meth:`diffusion` g(t), :meth:`clock` theta(t) = \int_0^t g^2,
     :meth:`clock_inverse` and the constant :attr:`kappa`.
 
-    Time ``t`` is forward-diffusion time throughout sftheory.
+    Time ``t`` is forward-diffusion time throughout sftheory. The coefficients of time
+    (``diffusion``, ``clock``, ``clock_inverse``, ``clock_increment``, ``drift_coef``,
+    ``time_change``, ``conditional_many``, VP's ``beta``) take Python/numpy times (numpy out) or
+    torch tensors (torch out, on the tensor's device and in its floating dtype: the float64 value
+    rounded once); ``conditional``/``transition`` return floats for any scalar time; ``drift``
+    and ``sample_transition`` return x's backend, dtype and device.
     """
 
     kappa: float
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in _TIME_FUNCTIONS:  # torch times in -> torch out, for every process
+            fn = cls.__dict__.get(name)
+            if callable(fn) and not getattr(fn, "__isabstractmethod__", False):
+                setattr(cls, name, _torch_times(fn))
 
     # ---- what a subclass defines ------------------------------------------------------------
     @abstractmethod
@@ -213,3 +262,10 @@ class LinearSDE(ABC):
 
     def _named_params(self) -> dict:
         return {}
+
+
+for _name in _TIME_FUNCTIONS:  # the base class's own coefficient functions (subclasses: above)
+    _fn = LinearSDE.__dict__.get(_name)
+    if callable(_fn) and not getattr(_fn, "__isabstractmethod__", False):
+        setattr(LinearSDE, _name, _torch_times(_fn))
+del _name, _fn
