@@ -36,6 +36,13 @@ TF32 GEMM with float32 output for the logits (norm term folded in as split colum
 exp and rounding of the weights, one GEMM with the values (a ones column sums the rounded
 weights); error model in :func:`fast_logit_error`, measured against float64 by the benchmark.
 
+Opt-in float32 accuracy on TF32 tensor cores (``lse_average_torch(precision="fp32-3xtf32")``):
+3xTF32 (Ootomo & Yokota 2022, "Recovering single precision accuracy from Tensor Cores while
+surpassing the FP32 theoretical peak performance"; CUTLASS's 3xTF32): each float32 operand split
+into a TF32 head and its residual (:func:`tf32_split`), three TF32 products per product in one
+GEMM of 3x the inner dimension (:func:`split3_mm`), points centred; and an opt-in fused tile step
+(``fuse="compile"``: row max, rescale and exp of a tile in one torch.compile'd function).
+
 :func:`evaluate_empirical` is the dispatcher used by :class:`~sftheory.models.EmpiricalDistribution`:
 numpy inputs run the numba kernel in low dimension (d <= :data:`NUMBA_MAX_DIM`, measured
 crossover) and for the difference-form queries, this engine (BLAS) otherwise; torch inputs
@@ -316,9 +323,10 @@ def evaluate_empirical(nx, x, m, v, posterior: bool, store, *, form: str = "auto
     (no autograd) through the numpy route on zero-copy views (BLAS + the fused numba pass, same
     results as numpy inputs) and other devices through torch ops; "torch" forces torch ops.
     ``precision``: "exact" (default) or an opt-in fast GEMM precision of
-    :func:`lse_average_torch` ("tf32", "fp16", "bf16"; torch tensors without autograd, every
-    query in the expanded form, float32 arithmetic, outputs in x's dtype; their error against
-    float64 is measured by benchmarks/bench_gpu.py), or the fast route :func:`lse_average_fast`
+    :func:`lse_average_torch` ("tf32", "fp32-3xtf32": float32 accuracy from 3 TF32 products,
+    "fp16", "bf16"; torch tensors without autograd, every query in the expanded form, float32
+    arithmetic, outputs in x's dtype; their error against float64 is measured by
+    benchmarks/bench_gpu.py), or the fast route :func:`lse_average_fast`
     ("fp16-fast", "bf16-fast", "tf32-fast": centred points, one half/TF32 GEMM, one float32
     softmax, one GEMM; its prepared keys are cached in the store per device and precision;
     error model in :func:`fast_logit_error`; on CUDA the first call compiles the weight kernel,
@@ -525,9 +533,10 @@ DEFAULT_BUDGET_BYTES_ACCEL = 2**30
 #: benchmark sweeps this).
 KEY_BLOCK_ACCEL = 2048
 #: Precisions of :func:`lse_average_torch`: "exact" (x's dtype, TF32 off), "tf32" (float32 with
-#: TF32 tensor-core GEMMs), "fp16" / "bf16" (half-precision GEMM inputs, float32 logits and
+#: TF32 tensor-core GEMMs), "fp32-3xtf32" (float32 accuracy from three TF32 products per
+#: product, :func:`tf32_split`), "fp16" / "bf16" (half-precision GEMM inputs, float32 logits and
 #: accumulators). The SDPA route is :func:`posterior_average_sdpa`.
-TORCH_PRECISIONS = ("exact", "tf32", "fp16", "bf16")
+TORCH_PRECISIONS = ("exact", "tf32", "fp32-3xtf32", "fp16", "bf16")
 #: The fast route's names in :func:`evaluate_empirical` (:func:`lse_average_fast`).
 EVAL_FAST_PRECISIONS = ("fp16-fast", "bf16-fast", "tf32-fast")
 
@@ -600,14 +609,193 @@ def _split(val, dt, device):
     return hi, (v - hi.to(torch.float64)).to(dt)
 
 
-def _tiles_torch(n_q, n_k, d_aug, itemsize, budget_bytes, key_block):
+# ---- 3xTF32: float32 accuracy from TF32 tensor cores ---------------------------------------------
+#: Largest finite TF32 number (10 explicit mantissa bits): (2 - 2^-10) 2^127, bits 0x7F7FE000.
+TF32_MAX = (2.0 - 2.0**-10) * 2.0**127
+#: The products that the "fp32-3xtf32" precision keeps, a b ~ a_lo b_hi + a_hi b_lo + a_hi b_hi
+#: (the dropped a_lo b_lo is ~2^-22 relative), in the order of the reduction dimension: the small
+#: products first (CUTLASS's order), so the corrections are summed in an accumulator still small
+#: before the head products arrive. Tests remove one to plant an error (2xTF32).
+_3XTF32_TERMS = ("lo*hi", "hi*lo", "hi*hi")
+#: "fp32-3xtf32" centres the points (and the queries by a c) before the split GEMMs; a switch for
+#: the tests and the benchmark (uncentred, the errors are 2-4x (ybar) and up to 9x (lse) larger
+#: under a truncating accumulation model, tests/models/test_esf_3xtf32.py).
+_3XTF32_CENTER = True
+_TF32_HALF_ULP = 0x1000  # half a TF32 ulp in float32 bit units (13 dropped bits)
+_TF32_MASK = -0x2000  # ~0x1FFF as an int32: clears the 13 low mantissa bits
+
+
+def _tf32_round_bits(t):
+    """Round-to-nearest (ties away from zero) of float32 ``t`` to TF32 by integer arithmetic on
+    the bit pattern: add half a TF32 ulp to the magnitude (the sign bit is untouched, a mantissa
+    carry moves into the exponent: correct across binades, subnormals included) and clear the 13
+    low bits. No NaN guard: a NaN pattern can become 0 or inf (see :func:`tf32_round`)."""
+    import torch
+
+    return ((t.view(torch.int32) + _TF32_HALF_ULP) & _TF32_MASK).view(torch.float32)
+
+
+def tf32_round(t):
+    r"""float32 tensor ``t`` rounded to the nearest TF32 number (10 explicit mantissa bits, 8
+    exponent bits), ties away from zero -- the rounding of CUDA's ``cvt.rna.tf32.f32`` and of
+    CUTLASS's ``round_half_ulp_truncate`` -- computed on the bit pattern (``view(torch.int32)``:
+    add 0x1000, clear the 13 low bits), so the result does not depend on how a device converts
+    float32 to TF32 (tensor cores may truncate). Subnormals round on the same absolute grid
+    (2^-136) as the smallest normal binade; finite values at or beyond the midpoint of
+    :data:`TF32_MAX` and 2^128 round to +-inf (correct rounding); +-inf, +-0 stay; NaN stays NaN
+    (any payload; one ``where``)."""
+    import torch
+
+    if not isinstance(t, torch.Tensor) or t.dtype != torch.float32:
+        raise TypeError(f"t must be a float32 tensor, got "
+                        f"{t.dtype if isinstance(t, torch.Tensor) else type(t).__name__}")
+    return torch.where(torch.isnan(t), t, _tf32_round_bits(t))
+
+
+def tf32_split(t):
+    r"""(head, residual) of float32 ``t`` for 3xTF32 GEMMs: :math:`t = t_{hi} + t_{lo}` exactly
+    for every finite t, :math:`t_{hi}` = :func:`tf32_round` of t clamped to +-:data:`TF32_MAX`
+    (so the head stays finite: at the top of the range it is TF32_MAX and the residual takes the
+    rest), :math:`t_{lo} = t - t_{hi}` computed exactly in float32 (Sterbenz: the head is within
+    half a TF32 ulp of t), with :math:`|t_{lo}| \le 2^{-11}|t|` (2^-137 for subnormals) and at
+    most 13 significant bits.
+    The residual is not rounded here: the tensor core converts it (round to nearest or
+    truncation, a further :math:`\le 2^{-10}|t_{lo}| \le 2^{-21}|t|`). +-inf gives
+    (+-TF32_MAX, +-inf) and NaN a NaN residual, so non-finite inputs propagate through the three
+    products. Ootomo & Yokota (2022), "Recovering single precision accuracy from Tensor Cores while
+    surpassing the FP32 theoretical peak performance", IJHPCA 36(4); CUTLASS's 3xTF32
+    (``OpMultiplyAddFastF32``)."""
+    import torch
+
+    if not isinstance(t, torch.Tensor) or t.dtype != torch.float32:
+        raise TypeError(f"t must be a float32 tensor, got "
+                        f"{t.dtype if isinstance(t, torch.Tensor) else type(t).__name__}")
+    hi = _tf32_round_bits(t.clamp(-TF32_MAX, TF32_MAX))
+    return hi, t - hi
+
+
+def _cat3(hi, lo, side: str):
+    """The split operands concatenated along the reduction dimension (dim 1) so that one GEMM
+    computes the kept products of :data:`_3XTF32_TERMS`: left ``[a_lo, a_hi, a_hi]``, right
+    ``[b_hi, b_lo, b_hi]`` (``left @ right.T``)."""
+    import torch
+
+    k = 0 if side == "left" else 1
+    return torch.cat([hi if term.split("*")[k] == "hi" else lo for term in _3XTF32_TERMS], 1)
+
+
+def _tf32_gemm(a, b, out=None):
+    """``a @ b`` (``out`` None) or ``out += a @ b`` in place: the one place where the TF32 routes
+    of :func:`lse_average_torch` ("tf32", "fp32-3xtf32") multiply. On CUDA inside
+    ``tf32_matmul(True)`` this is a TF32 tensor-core GEMM with float32 accumulation; on CPU it is
+    IEEE float32 (the split products are then plain float32 GEMMs). Tests replace it with an
+    emulation of TF32 tensor cores (operands converted to TF32, exact products, float32
+    result) to measure the routes' rounding on CPU."""
+    import torch
+
+    if out is None:
+        return torch.mm(a, b)
+    return out.addmm_(a, b)
+
+
+def split3_mm(a, b):
+    r""":math:`a\,b^T` for float32 a (M, K), b (N, K) as ONE TF32 GEMM of inner dimension 3K,
+    :math:`[a_{lo}, a_{hi}, a_{hi}]\,[b_{hi}, b_{lo}, b_{hi}]^T = a_{lo}b_{hi}^T + a_{hi}b_{lo}^T
+    + a_{hi}b_{hi}^T` (:func:`tf32_split`; run it inside ``tf32_matmul(True)``). Each product is
+    exact on the tensor core (11 x 11 significant bits) and accumulated in float32; the dropped
+    :math:`a_{lo}b_{lo}` (:math:`\le 2^{-22}`) and the conversion of the two residuals
+    (:math:`\le 2^{-22}` each rounding, :math:`2^{-21}` truncating) leave :math:`\le 5\cdot
+    2^{-22} = 20u` relative per product, so the error is at float32 SGEMM level,
+    :math:`\lesssim (20 + \lambda\sqrt{3K})\,u\,\sum_k |a_{ik} b_{jk}|` (u = 2^-24, the last
+    term the accumulation), against :math:`2\cdot 2^{-10}` relative per product for one TF32
+    GEMM.
+    Ootomo & Yokota (2022) (the 3-term split, residual not scaled: TF32 keeps float32's
+    exponent range); CUTLASS 3xTF32 (``OpMultiplyAddFastF32``, example 27/29)."""
+    a_hi, a_lo = tf32_split(a)
+    b_hi, b_lo = tf32_split(b)
+    return _tf32_gemm(_cat3(a_hi, a_lo, "left"), _cat3(b_hi, b_lo, "right").T)
+
+
+_FUSED_TILE = {}
+
+
+def _tile_weights_eager(logits, mx, split: bool):
+    r"""One tile of the online log-sum-exp of the softmax over the points ([SM] eq. (14)), eager
+    (in place on ``logits``): new row max
+    :math:`M = \max(m, \max_j \ell_j)`, :math:`\alpha = e^{m - M}`, weights
+    :math:`E = e^{\ell - M}` (M replaced by 0 where it is not finite). ``split``: E as
+    (E_hi, E_lo), E_hi = TF32 rounding of E (a new tensor; E in [0, 1], no clamp needed), E_lo =
+    E - E_hi (in place: the logits' storage). Returns (M, alpha, E) or (M, alpha, E_hi, E_lo).
+    Memory passes over the tile: max (read), sub (read + write), exp (read + write); split: 3
+    more (bits + half ulp, mask, residual)."""
+    import torch
+
+    new = torch.maximum(mx, torch.amax(logits, dim=1))
+    safe = torch.where(torch.isfinite(new), new, torch.zeros_like(new))
+    alpha = torch.exp(mx - safe)
+    logits.sub_(safe[:, None])
+    logits.exp_()
+    if not split:
+        return new, alpha, logits
+    hi = (logits.view(torch.int32) + _TF32_HALF_ULP).bitwise_and_(_TF32_MASK).view(torch.float32)
+    return new, alpha, hi, logits.sub_(hi)
+
+
+def _tile_weights_fusable(logits, mx):
+    """Out-of-place form of :func:`_tile_weights_eager` (no split) for torch.compile: the row
+    max, alpha and the weights in one or two generated kernels (read the logits, write the
+    weights once) instead of 3 eager passes."""
+    import torch
+
+    new = torch.maximum(mx, logits.amax(1))
+    safe = torch.where(torch.isfinite(new), new, torch.zeros_like(new))
+    alpha = torch.exp(mx - safe)
+    return new, alpha, torch.exp(logits - safe[:, None])
+
+
+def _tile_weights_split_fusable(logits, mx):
+    """:func:`_tile_weights_fusable` with the TF32 split of the weights (E_hi, E_lo) in the same
+    generated kernel(s) (6 eager passes otherwise). A separate function: torch.compile's cache
+    of graphs per function stays small (one graph per tile shape and dtype)."""
+    import torch
+
+    new, alpha, e = _tile_weights_fusable(logits, mx)
+    hi = ((e.view(torch.int32) + _TF32_HALF_ULP) & _TF32_MASK).view(torch.float32)
+    return new, alpha, hi, e - hi
+
+
+def _tile_weights(logits, mx, fuse: str, split: bool):
+    """The per-tile softmax step of :func:`lse_average_torch`. ``fuse="compile"``:
+    :func:`_tile_weights_fusable` through torch.compile (static shapes: one compile per tile
+    shape and dtype); a failed compile falls back to the eager passes and records the reason in
+    ``_FUSED_TILE["reason"]``. ``"eager"``: :func:`_tile_weights_eager`."""
+    import torch
+
+    if fuse == "compile" and _FUSED_TILE.get("failed") is None:
+        fn = _FUSED_TILE.get(("fn", split))
+        if fn is None:
+            fn = _FUSED_TILE[("fn", split)] = torch.compile(
+                _tile_weights_split_fusable if split else _tile_weights_fusable, dynamic=False)
+        try:
+            return fn(logits, mx)
+        except Exception as exc:  # noqa: BLE001 -- fall back, with the reason kept
+            _FUSED_TILE["failed"] = True
+            _FUSED_TILE["reason"] = f"{type(exc).__name__}: {exc}"
+    return _tile_weights_eager(logits, mx, split)
+
+
+def _tiles_torch(n_q, n_k, d_aug, itemsize, budget_bytes, key_block, *, q_cols=2, k_cols=2,
+                 pair_items=2):
     """(query chunk, point tile) of :func:`lse_average_torch` within ``budget_bytes``: per query
-    the augmented scaled query and the accumulator (2 d_aug) plus stats; per point the augmented
-    tile (and its half copy) and the float64 copy and square of the tile for the norms; per pair
-    the logit tile and one temporary (half copy)."""
-    per_q = (2 * d_aug + 8) * itemsize
-    per_k = 2 * d_aug * itemsize + 2 * (d_aug + 8) * 8  # + float64 copy and square for |y|^2
-    per_qk = 2 * itemsize
+    ``q_cols`` rows of d_aug (the augmented scaled query and the accumulator: 2) plus stats; per
+    point ``k_cols`` rows of d_aug (the augmented tile and its half copy: 2) and the float64 copy
+    and square of the tile for the norms; per pair ``pair_items`` (the logit tile and one
+    temporary: 2). The "fp32-3xtf32" precision: 8 per query (augmented query, its split, the
+    concatenation [q_lo, q_hi, q_hi], two accumulators), 8 per point, 2 or 3 per pair (logits /
+    E_lo and E_hi; a compiled tile step writes E_hi and E_lo next to the logits)."""
+    per_q = (q_cols * d_aug + 8) * itemsize
+    per_k = k_cols * d_aug * itemsize + 2 * (d_aug + 8) * 8  # + float64 copy and square for |y|^2
+    per_qk = pair_items * itemsize
     need = per_q + per_k + per_qk
     if budget_bytes < need:
         raise ValueError(f"budget_bytes={budget_bytes} is too small for one row: one query against "
@@ -638,7 +826,8 @@ def _check_query_key_pair(x, keys) -> None:
 @source("SM", "Sec. 2, eq. (14) (softmax over the training points), online log-sum-exp",
         "sm.esf", "core.models.tweedie")
 def lse_average_torch(x, keys, a, w, *, sqnorms=None, precision: str = "exact",
-                      budget_bytes: int | None = None, key_block: int | None = None):
+                      budget_bytes: int | None = None, key_block: int | None = None,
+                      fuse: str = "eager"):
     r"""The expanded-form :func:`lse_average` for torch tensors on any device, as two GEMMs per
     tile with the bias folded in: augmented queries :math:`[(a_i/w_i) x_i,\ h_i,\ h_i,\ l_i,\ 0]`
     and points :math:`[y_j,\ H_j,\ L_j,\ H_j,\ 1]` (zero-padded to a multiple of 8 columns), where
@@ -656,17 +845,52 @@ def lse_average_torch(x, keys, a, w, *, sqnorms=None, precision: str = "exact",
     :data:`DEFAULT_BUDGET_BYTES` on CPU); nothing of size N x n is formed.
 
     ``precision``: "exact" (arithmetic in x's dtype, TF32 forced off and restored), "tf32"
-    (float32 x; TF32 GEMMs), "fp16" / "bf16" (inputs rounded to half precision, float32 logits,
-    sums and outputs; rounding of every logit ~ eps_half sqrt(d) (|x| + a ymax)^2 / 2w). The
-    fast precisions return float32; callers measure their error against float64.
+    (float32 x; TF32 GEMMs), "fp32-3xtf32" (float32 x; float32 accuracy from TF32 tensor cores,
+    below), "fp16" / "bf16" (inputs rounded to half precision, float32 logits, sums and outputs;
+    rounding of every logit ~ eps_half sqrt(d) (|x| + a ymax)^2 / 2w). The fast precisions return
+    float32; callers measure their error against float64.
+
+    "fp32-3xtf32" (Ootomo & Yokota 2022, "Recovering single precision accuracy from Tensor Cores
+    while surpassing the FP32 theoretical peak performance"; CUTLASS's 3xTF32): every float32
+    operand is split by :func:`tf32_split` into a TF32 head and its exact float32 residual,
+    :math:`a = a_{hi} + a_{lo}`, and :math:`ab \approx a_{hi}b_{hi} + a_{hi}b_{lo} + a_{lo}b_{hi}`
+    (each product exact on the tensor core, float32 accumulation; the dropped
+    :math:`a_{lo}b_{lo}` and the residuals' conversion are :math:`\le 5\cdot 2^{-22}`
+    relative per product), TF32 forced on inside and restored. The logits GEMM is ONE GEMM of
+    inner dimension 3 d_aug, :math:`[Q_{lo}, Q_{hi}, Q_{hi}]\,[K_{hi}, K_{lo}, K_{hi}]^T`
+    (:func:`split3_mm`); the weights :math:`E = e^{\ell - M} \in [0, 1]` are split too and the
+    second product is :math:`E_{hi}[K_{hi}, K_{lo}]` (one GEMM, the concatenation along the
+    output columns: no copy of the N x n tile) plus :math:`E_{lo}K_{hi}`, the head and the
+    correction terms in two float32 accumulators (summed at the end). The small products come
+    first along the reduction dimension (:data:`_3XTF32_TERMS`), and the points are centred,
+    :math:`y' = y - c`, :math:`x' = x - a c` (c their mean; the expansion is invariant to the
+    shift, lse is moved back by :math:`(|x|^2 - |x'|^2)/2w` in float64 and :math:`c` added to
+    :math:`\bar y`; ``sqnorms`` is not used): smaller partial sums, smaller accumulation errors
+    -- tensor cores may accumulate with truncation (Fasi et al. 2021, "Numerical behavior of
+    NVIDIA tensor cores"), and under that model the uncentred errors are 2-9x the exact float32
+    route's, the centred ones 0.6-2.3x. The error is then that of "exact" float32 up to a small
+    factor (tests/models/test_esf_3xtf32.py emulates TF32 on CPU; benchmarks/bench_gpu.py
+    measures it against float64) at the cost of 3 TF32 GEMMs (3x fewer effective FLOP/s than
+    TF32, ~2.5x more than the plain float32 SGEMM peak on an H100/H200). On CPU the split
+    products are IEEE float32 GEMMs.
+
+    ``fuse``: "eager" (default: in-place row max / sub / exp passes per tile) or "compile" (opt-in:
+    the row max, the rescale factor and the weights, with their TF32 split for "fp32-3xtf32", in
+    one torch.compile'd function per tile, :func:`_tile_weights`: fewer memory passes over the
+    N x n tile; the first call compiles, seconds; a failed compile falls back to eager with the
+    reason in ``_FUSED_TILE``). Same arithmetic up to the last bit of exp.
     """
     import torch
 
     if precision not in TORCH_PRECISIONS:
         raise ValueError(f"precision must be one of {TORCH_PRECISIONS}, got {precision!r}")
     _check_query_key_pair(x, keys)
-    if precision == "tf32" and x.dtype != torch.float32:
-        raise TypeError(f"precision='tf32' needs float32 x, got {x.dtype}")
+    if precision in ("tf32", "fp32-3xtf32") and x.dtype != torch.float32:
+        raise TypeError(f"precision={precision!r} needs float32 x, got {x.dtype}")
+    if fuse not in ("eager", "compile"):
+        raise ValueError(f"fuse must be 'eager' or 'compile', got {fuse!r}")
+    split3 = precision == "fp32-3xtf32"
+    tf32 = precision in ("tf32", "fp32-3xtf32")
     n_q, d = x.shape
     n_k = keys.shape[0]
     accel = x.device.type != "cpu"
@@ -679,34 +903,59 @@ def lse_average_torch(x, keys, a, w, *, sqnorms=None, precision: str = "exact",
     cdt = torch.float32 if half is not None else x.dtype  # logits / sums / outputs
     gdt = half if half is not None else x.dtype  # GEMM inputs
     d_aug = _pad8(d + 4)
-    bq, bk = _tiles_torch(n_q, n_k, d_aug, x.element_size(), budget, int(key_block))
+    if split3:
+        cols = {"q_cols": 8, "k_cols": 8, "pair_items": 3 if fuse == "compile" else 2}
+    else:
+        cols = {}
+    bq, bk = _tiles_torch(n_q, n_k, d_aug, x.element_size(), budget, int(key_block), **cols)
     per_row = any(isinstance(t, torch.Tensor) and t.ndim == 1 for t in (a, w))
     if per_row:  # one (a, w) per query: both as (N,) tensors on x's device
         a, w = (t.to(device=x.device, dtype=torch.float64).expand(n_q)
                 if isinstance(t, torch.Tensor) else
                 torch.full((n_q,), float(t), dtype=torch.float64, device=x.device)
                 for t in (a, w))
+    center = None
+    if split3 and _3XTF32_CENTER:
+        # centre c = mean of the points (float64 sum, no float64 copy on CUDA): the expansion is
+        # invariant to a common shift of x / a and y, and smaller partial sums mean smaller
+        # accumulation errors (the tensor cores may accumulate with truncation)
+        c64 = keys.sum(0, dtype=torch.float64) / n_k
+        center = c64.to(torch.float32)
     lse_parts, avg_parts = [], []
-    with tf32_matmul(precision == "tf32"):
+    with tf32_matmul(tf32):
         for q0 in range(0, n_q, bq):
             q1 = min(n_q, q0 + bq)
             xq = x[q0:q1].to(cdt)
             aq = a[q0:q1].to(cdt) if per_row else a
             wq = w[q0:q1].to(cdt) if per_row else w
+            if center is not None:  # x' = x - a c (float32), the points y' = y - c per tile
+                x_raw = xq
+                xq = xq - (aq[:, None] if per_row else aq) * center
             coef = aq / wq
             qa = torch.zeros((q1 - q0, d_aug), dtype=gdt, device=x.device)
             qa[:, :d] = xq * (coef[:, None] if per_row else coef)
             hq, lq = _split(-0.5 * _f64(aq) * _f64(aq) / _f64(wq), gdt, x.device)
             qa[:, d], qa[:, d + 1], qa[:, d + 2] = hq, hq, lq
-            qg = qa
+            if split3:  # [q_lo, q_hi, q_hi]: one GEMM computes the three products
+                q_hi, q_lo = tf32_split(qa)
+                qg = _cat3(q_hi, q_lo, "left")
+                del qa, q_hi, q_lo
+            else:
+                qg = qa
             mx = torch.full((q1 - q0,), -math.inf, dtype=cdt, device=x.device)
-            acc = torch.zeros((q1 - q0, d_aug), dtype=cdt, device=x.device)
+            # 3xTF32: [head products | correction products], summed at the end
+            acc = torch.zeros((q1 - q0, 2 * d_aug if split3 else d_aug), dtype=cdt,
+                              device=x.device)
             for k0 in range(0, n_k, bk):
                 k1 = min(n_k, k0 + bk)
                 yc = keys[k0:k1]
                 kg = torch.zeros((k1 - k0, d_aug), dtype=gdt, device=x.device)
                 kg[:, :d] = yc
-                if sqnorms is not None and sqnorms.dtype == torch.float64:
+                if center is not None:  # y' = y - c and |y'|^2 of the float32 y' used
+                    kg[:, :d] -= center
+                    y64 = kg[:, :d].to(torch.float64)
+                    nrm = (y64 * y64).sum(1)
+                elif sqnorms is not None and sqnorms.dtype == torch.float64:
                     nrm = sqnorms[k0:k1]
                 else:
                     y64 = yc.to(torch.float64)
@@ -714,22 +963,47 @@ def lse_average_torch(x, keys, a, w, *, sqnorms=None, precision: str = "exact",
                 hk, lk = _split(nrm, gdt, x.device)
                 kg[:, d], kg[:, d + 1], kg[:, d + 2] = hk, lk, hk
                 kg[:, d + 3] = 1.0
-                logits = _mm32(qg, kg.T) if half is not None else torch.mm(qg, kg.T)
-                new = torch.maximum(mx, torch.amax(logits, dim=1))
-                safe = torch.where(torch.isfinite(new), new, torch.zeros_like(new))
-                alpha = torch.exp(mx - safe)
-                logits.sub_(safe[:, None])
-                logits.exp_()
-                acc.mul_(alpha[:, None])
-                if half is not None:
-                    acc.add_(_mm32(logits.to(gdt), kg))
+                if split3:
+                    k_hi, k_lo = tf32_split(kg)
+                    logits = _tf32_gemm(qg, _cat3(k_hi, k_lo, "right").T)
+                    # E_hi [K_hi, K_lo] (head and one correction) + E_lo K_hi (the other)
+                    k2 = torch.cat([k_hi, k_lo if "hi*lo" in _3XTF32_TERMS
+                                    else torch.zeros_like(k_lo)], 1)
+                elif half is not None:
+                    logits = _mm32(qg, kg.T)
+                elif tf32:
+                    logits = _tf32_gemm(qg, kg.T)
                 else:
-                    acc.addmm_(logits, kg)
+                    logits = torch.mm(qg, kg.T)
+                new, alpha, *wts = _tile_weights(logits, mx, fuse, split3)
+                acc.mul_(alpha[:, None])
+                if split3:
+                    e_hi, e_lo = wts
+                    _tf32_gemm(e_hi, k2, out=acc)
+                    if "lo*hi" in _3XTF32_TERMS:
+                        _tf32_gemm(e_lo, k_hi, out=acc[:, d_aug:])
+                    del e_hi, e_lo, k2, k_hi, k_lo
+                elif half is not None:
+                    acc.add_(_mm32(wts[0].to(gdt), kg))
+                elif tf32:
+                    _tf32_gemm(wts[0], kg, out=acc)
+                else:
+                    acc.addmm_(wts[0], kg)
                 mx = new
-                del logits
+                del logits, wts
+            if split3:
+                acc = acc[:, :d_aug] + acc[:, d_aug:]
             sm = acc[:, d + 3]
-            lse_parts.append(mx + torch.log(sm))
-            avg_parts.append(acc[:, :d] / sm[:, None])
+            lse_c = mx + torch.log(sm)
+            avg = acc[:, :d] / sm[:, None]
+            if center is not None:  # back to the uncentred expansion: + (|x|^2 - |x'|^2) / 2w
+                x64, xc64 = x_raw.to(torch.float64), xq.to(torch.float64)
+                shift = ((x64 * x64).sum(1) - (xc64 * xc64).sum(1)) * (0.5 / w[q0:q1]
+                                                                        if per_row else 0.5 / w)
+                lse_c = (lse_c.to(torch.float64) + shift).to(cdt)
+                avg = avg + center
+            lse_parts.append(lse_c)
+            avg_parts.append(avg)
     if len(lse_parts) == 1:
         return lse_parts[0], avg_parts[0]
     return torch.cat(lse_parts), torch.cat(avg_parts)
