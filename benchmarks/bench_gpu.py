@@ -623,10 +623,13 @@ def bench_sampling(dev, cfg):
     from sftheory import OU
     x0 = torch.from_numpy(gm.marginal(OU(), 3.0).sample(n, seed=0)).to(dev, torch.float32)
     tens = tm.mixture_tensors(gm._params, x0)
-    modes = [("compiled", True)] if cfg["compile"] else []
-    modes.append(("eager", False))
-    for name, comp in modes:
-        if name == "eager" and comp is False and cfg["compile"] and over_budget():
+    # "-indexed": the counter-based noise of IndexedNoise (Threefry normals keyed by particle and
+    # step: what sharded runs use off the numba route) instead of the device generator
+    modes = [("compiled", True, False), ("compiled-indexed", True, True)] if cfg["compile"] \
+        else []
+    modes += [("eager", False, False), ("eager-indexed", False, True)]
+    for name, comp, indexed in modes:
+        if not comp and cfg["compile"] and over_budget():
             out["variants"][name] = {"skipped": f"over the {SOFT_BUDGET_S:.0f} s soft budget"}
             log(f"   {name}: skipped (time budget)")
             continue
@@ -634,17 +637,21 @@ def bench_sampling(dev, cfg):
             info = {}
             t0 = time.perf_counter()
             w = cfg["sample_warm"]
+            def noise_kw(seed):
+                if indexed:
+                    return {"indexed_noise": (seed, 0, 0)}
+                return {"generator": torch.Generator(device=dev).manual_seed(seed)}
+
             tm._em_sample_mixture(x0, al[:w], be[:w], sg[:w], ms[:w], vs[:w], *tens,
                                   compile=comp, compile_kwargs={"dynamic": False}, info=info,
-                                  generator=torch.Generator(device=dev).manual_seed(1))
+                                  **noise_kw(1))
             sync(dev)
             warm_s = time.perf_counter() - t0
-            gen = torch.Generator(device=dev).manual_seed(2)
+            kw = noise_kw(2)
             sync(dev)
             t0 = time.perf_counter()
             xT = tm._em_sample_mixture(x0, al, be, sg, ms, vs, *tens, compile=comp,
-                                       compile_kwargs={"dynamic": False}, info=info,
-                                       generator=gen)
+                                       compile_kwargs={"dynamic": False}, info=info, **kw)
             sync(dev)
             t = time.perf_counter() - t0
             # sanity (information only; includes the EM bias): the sample mean against the mean
@@ -669,6 +676,10 @@ def bench_sampling(dev, cfg):
     v = out["variants"]
     if "seconds" in v.get("compiled", {}) and "seconds" in v.get("eager", {}):
         v["compiled"]["speedup_vs_eager"] = v["eager"]["seconds"] / v["compiled"]["seconds"]
+    for mode in ("compiled", "eager"):
+        a, b = v.get(mode, {}), v.get(f"{mode}-indexed", {})
+        if "seconds" in a and "seconds" in b:
+            b["cost_vs_generator"] = b["seconds"] / a["seconds"]
     return out
 
 
