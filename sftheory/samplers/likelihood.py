@@ -15,16 +15,25 @@ so :math:`\log p_{t_min}(x_0) = \log p_T(x_T) - \int_{t_min}^T (\kappa g^2 d +
 \tfrac{g^2}{2} \nabla\cdot s)\, dt`, with p_T replaced by a ``prior``. The state (x, the
 integral) is solved by scipy's ``solve_ivp`` (DOP853) on the flattened batch.
 
-Divergence of the score (numpy only; the field is called on float64 numpy arrays):
+Divergence of the score:
 
 * ``"exact"``: central finite differences in each coordinate, 2 d extra points per point per
   right-hand side (fine for small d);
 * ``"hutchinson"``: Rademacher probes v (``n_probes`` of them, drawn once from ``seed`` and fixed
   over the integration), div s ~ v . (s(x + delta v) - s(x - delta v)) / (2 delta); each probe
-  gives its own log-likelihood, ``logp`` is their mean and ``stderr`` their standard error.
+  gives its own log-likelihood, ``logp`` is their mean and ``stderr`` their standard error;
+* ``"autograd"`` (torch ``x0`` only): the divergence by reverse-mode differentiation of the field
+  on tensors -- the exact trace (d vector-Jacobian products, no finite-difference error), or with
+  ``n_probes`` the Hutchinson estimate v^T (J v) from one vector-Jacobian product per probe (the
+  FFJORD estimator, Grathwohl et al. 2019), for torch networks in high d.
 
 Each right-hand side evaluates the field in **one** batched call (x and all perturbed points
 stacked); ``nfe`` counts those calls.
+
+Backends: numpy ``x0`` -> the field sees float64 numpy arrays. torch ``x0`` (any device, float32
+or float64) -> the field sees tensors in x0's dtype on its device (a torch network runs there);
+the ODE state is integrated in float64 by ``solve_ivp`` on the host, and the result's arrays are
+float64 tensors on x0's device.
 """
 from __future__ import annotations
 
@@ -35,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._points import prepare_points
-from .._validation import check_seed
+from .._validation import check_seed, is_torch
 from ..fields import ScoreField, as_field
 from ..processes import LinearSDE
 
@@ -49,12 +58,13 @@ DEFAULT_N_PROBES = 16
 class LikelihoodResult:
     """``logp`` (N,) log-density at forward time t_min of each point; ``stderr`` (N,) the
     Hutchinson estimator's standard error across probes (zeros for the exact divergence);
-    ``nfe`` the number of (batched) score-field calls; ``x_T`` (N, d) the points carried to T."""
+    ``nfe`` the number of (batched) score-field calls; ``x_T`` (N, d) the points carried to T.
+    Arrays are numpy for numpy input, float64 tensors on x0's device for torch input."""
 
-    logp: np.ndarray
-    stderr: np.ndarray
+    logp: object
+    stderr: object
     nfe: int
-    x_T: np.ndarray
+    x_T: object
 
 
 def _check_tol(v, name):
@@ -72,8 +82,9 @@ def log_likelihood(score, x0, process, T, *, prior=None, divergence: str = "exac
     ``x0`` (N, d) points at forward time ``t_min`` (or (N,) when d = 1); ``process`` the forward
     process; ``T`` > ``t_min`` >= 0 the end time; ``prior`` anything with ``logpdf(x)`` for
     x (N, d) (default the stationary Gaussian N(0, I / (2 kappa)); required for VE, kappa = 0);
-    ``divergence`` "exact" (finite differences) or "hutchinson" with ``n_probes`` >= 2
-    Rademacher probes (default 16) drawn from ``seed``; ``rtol``/``atol`` for ``solve_ivp``.
+    ``divergence`` "exact" (finite differences), "hutchinson" with ``n_probes`` >= 2
+    Rademacher probes (default 16) drawn from ``seed``, or "autograd" (torch x0; exact trace, or
+    Hutchinson with ``n_probes``); ``rtol``/``atol`` for ``solve_ivp``.
     """
     from scipy.integrate import solve_ivp
 
@@ -84,12 +95,11 @@ def log_likelihood(score, x0, process, T, *, prior=None, divergence: str = "exac
                          " wraps a plain callable), an exact path, or a ScoreField")
     field_ = as_field(score)
     d = field_.dim
-    if hasattr(x0, "detach"):  # torch: numpy float64 only here
-        x0 = x0.detach().cpu().numpy()
-    x, _, kind = prepare_points(x0, d)
+    x, nx, kind = prepare_points(x0, d)
     if kind == "0d":
         raise ValueError("x0 must be an array of points of shape (N, d)")
-    x = np.array(x, dtype=np.float64)
+    like = x if nx.is_torch else None  # the field's backend, dtype and device
+    x = np.array(nx.to_numpy(x), dtype=np.float64)
     n = x.shape[0]
     if n == 0:
         raise ValueError("x0 must contain at least one point")
@@ -102,9 +112,19 @@ def log_likelihood(score, x0, process, T, *, prior=None, divergence: str = "exac
     if not T > t_min:
         raise ValueError(f"T must be > t_min = {t_min}, got {T}")
     rtol, atol = _check_tol(rtol, "rtol"), _check_tol(atol, "atol")
-    if divergence not in ("exact", "hutchinson"):
-        raise ValueError(f"divergence must be 'exact' or 'hutchinson', got {divergence!r}")
-    if divergence == "exact":
+    if divergence not in ("exact", "hutchinson", "autograd"):
+        raise ValueError(f"divergence must be 'exact', 'hutchinson' or 'autograd', got "
+                         f"{divergence!r}")
+    if divergence == "autograd" and like is None:
+        raise ValueError("divergence='autograd' differentiates the field on torch tensors: pass "
+                         "x0 as a torch tensor (or use 'exact' / 'hutchinson')")
+    if divergence == "autograd":
+        p = 0 if n_probes is None else n_probes
+        if p != 0 and (isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 2):
+            raise ValueError(f"n_probes must be None (exact trace) or an integer >= 2, got "
+                             f"{n_probes!r}")
+        p = int(p)
+    elif divergence == "exact":
         if n_probes is not None:
             raise ValueError("n_probes applies only to divergence='hutchinson'; leave it None")
         p = 0
@@ -129,16 +149,49 @@ def log_likelihood(score, x0, process, T, *, prior=None, divergence: str = "exac
     if p == 0:
         # directions: the unit vectors, shape (d, 1, d), broadcast over points
         dirs = np.eye(d)[:, None, :]
+        if divergence == "autograd":
+            dirs = np.zeros((0, n, d))
     else:
         rng = check_seed(seed)
         dirs = rng.choice(np.array([-1.0, 1.0]), size=(p, n, d))
     m = dirs.shape[0]  # number of directions (d for exact, p for hutchinson)
 
+    def evaluate(points, t):
+        """The field at (M, d) float64 numpy points, in the field's backend, back as numpy."""
+        if like is None:
+            return np.asarray(field_._eval(points, t), dtype=np.float64)
+        return np.asarray(nx.to_numpy(field_._eval(nx.asarray(points, like=like), t)),
+                          dtype=np.float64)
+
+    def div_and_score_autograd(z, t):
+        """(s, div) by reverse mode on tensors: exact trace, or v^T J v per probe."""
+        torch = nx.torch
+        zt = nx.asarray(z, like=like).requires_grad_(True)
+        with torch.enable_grad():
+            s = field_._eval(zt, t)
+            count[0] += 1
+            if not (is_torch(s) and s.requires_grad):
+                raise ValueError("divergence='autograd' needs a field that is differentiable "
+                                 "in x on tensors (its output carries no autograd graph)")
+            if p == 0:
+                cols = [torch.autograd.grad(s[:, i].sum(), zt, retain_graph=True)[0][:, i]
+                        for i in range(d)]
+                div = torch.stack(cols, 0).sum(0)[None, :]          # (1, n)
+            else:
+                v = nx.asarray(dirs, like=like)                      # (p, n, d)
+                div = torch.stack([(torch.autograd.grad((s * v[j]).sum(), zt,
+                                                        retain_graph=j < p - 1)[0] * v[j]).sum(1)
+                                   for j in range(p)], 0)           # (p, n)
+        return (np.asarray(nx.to_numpy(s.detach()), dtype=np.float64),
+                np.asarray(nx.to_numpy(div.detach()), dtype=np.float64))
+
     def div_and_score(z, t):
+        if divergence == "autograd":
+            return div_and_score_autograd(z, t)
         delta = FD_STEP * (1.0 + np.max(np.abs(z), axis=1))  # (n,)
         step = dirs * delta[None, :, None]  # (m, n, d)
         stacked = np.concatenate([z[None], z[None] + step, z[None] - step], axis=0)
-        out = np.asarray(field_._eval(stacked.reshape(-1, d), t), dtype=np.float64)
+        out = evaluate(stacked.reshape(-1, d), t)
         count[0] += 1
         out = out.reshape(2 * m + 1, n, d)
         s = out[0]
@@ -167,7 +220,8 @@ def log_likelihood(score, x0, process, T, *, prior=None, divergence: str = "exac
     change = yT[n * d:].reshape(q, n)  # log p_T(x_T) - log p_{t_min}(x0), per probe
     if not (np.all(np.isfinite(x_T)) and np.all(np.isfinite(change))):
         raise FloatingPointError("log_likelihood: the ODE solution contains NaN or infinite values")
-    log_prior = np.asarray(prior.logpdf(x_T), dtype=np.float64).reshape(-1)
+    lp = prior.logpdf(x_T if like is None else nx.asarray(x_T, like=like))
+    log_prior = np.asarray(nx.to_numpy(lp) if is_torch(lp) else lp, dtype=np.float64).reshape(-1)
     if log_prior.shape != (n,):
         raise ValueError(f"prior.logpdf returned shape {log_prior.shape} for {n} points")
     per_probe = log_prior[None, :] - change
@@ -176,6 +230,10 @@ def log_likelihood(score, x0, process, T, *, prior=None, divergence: str = "exac
         stderr = np.zeros(n)
     else:
         stderr = per_probe.std(axis=0, ddof=1) / math.sqrt(p)
+    if like is not None:
+        torch = nx.torch
+        logp, stderr, x_T = (torch.as_tensor(a, dtype=torch.float64, device=like.device)
+                             for a in (logp, stderr, x_T))
     return LikelihoodResult(logp, stderr, count[0], x_T)
 
 
