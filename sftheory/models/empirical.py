@@ -6,7 +6,8 @@ import numpy as np
 from .._refs import source
 from .._validation import as_float_array, check_count, check_positive, check_seed, frozen
 from ..backend import check_impl, kernel_impl
-from ._esf_gemm import EmpiricalStore, evaluate_empirical
+from ._esf_gemm import (EVAL_FAST_PRECISIONS, TORCH_PRECISIONS, EmpiricalStore, check_budget,
+                        evaluate_empirical)
 from .base import Law, MixtureParams
 from .mixture import GaussianMixture
 
@@ -20,10 +21,13 @@ class EmpiricalParams(MixtureParams):
     formula (``impl="numpy"`` / ``use_kernels("numpy")``) and torch inputs that require a gradient
     go through :meth:`MixtureParams.evaluate` on the same parameters (the scaled means s y are then
     materialized once, lazily). ``diffused`` returns parameters on the same points (no copy).
+    ``precision`` and ``budget_bytes``: the law's evaluation settings (see
+    :class:`EmpiricalDistribution`), carried to every diffused copy.
     """
 
-    def __init__(self, store: EmpiricalStore):
+    def __init__(self, store: EmpiricalStore, precision: str = "exact", budget_bytes=None):
         self.store = store
+        self.precision, self.budget_bytes = precision, budget_bytes
         self.dim = store.dim
         self.rot = None
         self._cache: dict = {}
@@ -50,13 +54,15 @@ class EmpiricalParams(MixtureParams):
         return self._ref
 
     def diffused(self, m: float, v: float) -> "EmpiricalParams":
-        return EmpiricalParams(self.store.rescaled(m, v))
+        return EmpiricalParams(self.store.rescaled(m, v), self.precision, self.budget_bytes)
 
     def evaluate(self, x, nx, m, v, posterior: bool, impl: str | None = None):
         impl = kernel_impl() if impl is None else check_impl(impl)
         if impl == "numpy" or (nx.is_torch and x.requires_grad):
             return self._reference().evaluate(x, nx, m, v, posterior, impl=impl)
-        return evaluate_empirical(nx, x, m, v, posterior, self.store)
+        precision = self.precision if nx.is_torch else "exact"
+        return evaluate_empirical(nx, x, m, v, posterior, self.store, precision=precision,
+                                  budget_bytes=self.budget_bytes)
 
 
 class _EmpiricalMarginal(GaussianMixture):
@@ -106,9 +112,26 @@ class EmpiricalDistribution(Law):
     Parameters
     ----------
     points : array-like, shape (n, d), or (n,) for d = 1
+    precision : str, default "exact"
+        How torch tensors are evaluated (numpy inputs, and tensors that require a gradient, are
+        always exact): "exact" (the tensors' own dtype), or an opt-in fast GEMM precision of
+        :func:`~sftheory.models._esf_gemm.evaluate_empirical` -- "fp32-3xtf32" (float32
+        accuracy from three TF32 tensor-core products), "tf32", "fp16", "bf16", or the fused
+        fast route "fp16-fast" / "bf16-fast" / "tf32-fast" (one half-precision GEMM, one float32
+        softmax, one GEMM). Their error against float64 is measured by benchmarks/bench_gpu.py
+        and bounded in tests/models/test_empirical_precision.py.
+    budget_bytes : int, optional
+        Working-memory bound of the tiled evaluation (default 128 MiB on CPU, larger on
+        accelerators); ValueError when it cannot hold one query against one point.
     """
 
-    def __init__(self, points):
+    def __init__(self, points, *, precision: str = "exact", budget_bytes=None):
+        allowed = TORCH_PRECISIONS + EVAL_FAST_PRECISIONS
+        if precision not in allowed:
+            raise ValueError(f"precision must be one of {allowed}, got {precision!r}")
+        if budget_bytes is not None:
+            budget_bytes = check_budget(budget_bytes)
+        self.precision, self.budget_bytes = precision, budget_bytes
         y = as_float_array(points, "points", ndim=(1, 2))
         if y.ndim == 1:
             y = y[:, None]
@@ -139,7 +162,7 @@ class EmpiricalDistribution(Law):
 
     def _mixture_params(self) -> MixtureParams:
         if self._params is None:
-            self._params = EmpiricalParams(self._store)
+            self._params = EmpiricalParams(self._store, self.precision, self.budget_bytes)
         return self._params
 
     def as_mixture(self, variance: float) -> GaussianMixture:
@@ -150,7 +173,8 @@ class EmpiricalDistribution(Law):
 
     def _diffused(self, m, v):
         if v == 0.0:
-            return self if m == 1.0 else EmpiricalDistribution(m * self._points)
+            return self if m == 1.0 else EmpiricalDistribution(
+                m * self._points, precision=self.precision, budget_bytes=self.budget_bytes)
         # marginal_var(0, m, v) = v: the variance of the atoms (in EmpiricalStore.rescaled)
         return _EmpiricalMarginal(self._mixture_params().diffused(m, v))
 
@@ -160,4 +184,5 @@ class EmpiricalDistribution(Law):
         return self._points[rng.integers(0, self.n_points, size=n)]
 
     def __repr__(self):
-        return f"EmpiricalDistribution(n_points={self.n_points}, dim={self.dim})"
+        extra = "" if self.precision == "exact" else f", precision={self.precision!r}"
+        return f"EmpiricalDistribution(n_points={self.n_points}, dim={self.dim}{extra})"

@@ -150,6 +150,20 @@ def _torch_score_off(mp):
 
 
 CORE_MODELS = {"core.models.score_is_gradient", "core.models.tweedie", "core.models.robustness"}
+def _torch_mixture_off(mp):
+    """The torch mixture kernel's score 0.1 % too large: what the device-resident sampler loop
+    evaluates at every step (the numba and numpy routes are intact)."""
+    from sftheory._kernels import torch_mixture
+
+    core = torch_mixture.mixture_eval_core
+
+    def off(x, m, v, means, logw, lam, rot, posterior):
+        lp, s, mx = core(x, m, v, means, logw, lam, rot, posterior)
+        return lp, s * (1.0 if posterior else 1.001), mx
+
+    mp.setattr(torch_mixture, "mixture_eval_core", off)
+
+
 PLANTS = {
     "score x 1.001": (_scale_score(1.001), CORE_MODELS | {"sm.esf"}),
     "score NaN": (_scale_score(np.nan), CORE_MODELS | {"sm.esf", "core.kernels.parity"}),
@@ -176,6 +190,7 @@ PLANTS = {
     "per-point logpdf + 1e-3": (_per_point_logpdf_offset, {"core.paths.per_point_times"}),
     "reference posterior x 1.001": (_reference_posterior_off, {"core.paths.per_point_times"}),
     "torch score x 1.001": (_torch_score_off, {"core.paths.per_point_times"}),
+    "torch mixture kernel x 1.001": (_torch_mixture_off, {"core.samplers.routes"}),
 }
 CASES = [(plant, cid) for plant, (_, ids) in PLANTS.items() for cid in sorted(ids)]
 
