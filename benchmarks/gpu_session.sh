@@ -26,7 +26,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT_DIR
 cat "$OUT_DIR/gpu.txt"
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 step bench_gpu 300 "$PY" benchmarks/bench_gpu.py --device cuda --out "$OUT_DIR/bench_gpu.json"
-step pytest_cuda 240 "$PY" -m pytest -q -p no:cacheprovider -m "slow or not slow" -k cuda -rs \
+step pytest_cuda 240 "$PY" -m pytest -q -p no:cacheprovider -m "slow or not slow" -k "cuda or nccl" -rs \
   tests/models/test_torch.py tests/models/test_torch_scale.py tests/models/test_torch_parity.py \
   tests/models/test_esf_3xtf32.py tests/models/test_esf_gemm.py tests/samplers/test_torch_route.py \
   tests/fusion/test_fusion_torch.py tests/test_distributed.py
