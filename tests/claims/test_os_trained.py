@@ -31,8 +31,8 @@ def test_quick_runs_record_the_slow_checks_as_skipped(cid):
 # ---- tiny versions of the full checks (monkeypatched sizes) ------------------------------------
 def _tiny_fig5(monkeypatch):
     train, measure = ot.train_swiss_roll, ot.measure_fig5
-    monkeypatch.setattr(ot, "train_swiss_roll", lambda seed, cache=True: train(
-        seed, steps=60, batch_size=100, lr_every=30, cache=False))
+    monkeypatch.setattr(ot, "train_swiss_roll", lambda seed, cache=True, device="cpu": train(
+        seed, steps=60, batch_size=100, lr_every=30, cache=False, device=device))
     monkeypatch.setattr(ot, "measure_fig5", lambda fields, seed=0: measure(
         fields, alphas=(0.0, 2.0), step_grid=(20, 60), step_alphas=(0.0, 2.0), n=80, seed=seed))
 
@@ -143,8 +143,8 @@ def test_appI_measure_and_verdict_on_planted_fields():
 
 def test_appI_tiny_full_run_plumbing(monkeypatch, tmp_path):
     train, measure = ot.train_appI, ot.measure_appI
-    monkeypatch.setattr(ot, "train_appI", lambda w, seed, cache=True: train(
-        w, seed, steps=40, lr_every=20, batch_size=100, cache=False))
+    monkeypatch.setattr(ot, "train_appI", lambda w, seed, cache=True, device="cpu": train(
+        w, seed, steps=40, lr_every=20, batch_size=100, cache=False, device=device))
     monkeypatch.setattr(ot, "measure_appI", lambda fields, seed=0: measure(
         fields, ts=TS, n=100, seed=seed))
     rec = run_check(_check("os.appI"), Context(quick=False, seed=0, out_dir=tmp_path)).to_json()
@@ -152,3 +152,22 @@ def test_appI_tiny_full_run_plumbing(monkeypatch, tmp_path):
     assert rec["verdict"] in ("confirmed", "refuted")
     assert set(rec["measured"]["contrast_mean_se"]) == {"noise", "data"}
     assert rec["figures"] and (tmp_path / rec["figures"][0]).is_file()
+
+
+@pytest.mark.parametrize("cid,name", [("os.fig5", "train_swiss_roll"), ("os.appI", "train_appI")])
+def test_the_validate_device_reaches_the_trainer(monkeypatch, cid, name):
+    """`sftheory validate --device cuda` trains the networks on the GPU: the check hands
+    ctx.device to its trainer, which hands it to train_dsm (spied; the run stops there)."""
+    import sftheory.training as training
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("device"))
+        raise RuntimeError("stop after the spy")
+
+    monkeypatch.setattr(training, "train_dsm", spy)
+    ctx = Context(quick=False, seed=0, out_dir=None)
+    ctx.device = "sentinel-device"
+    rec = run_check(_check(cid), ctx).to_json()
+    assert rec["status"] == "crashed" and seen == ["sentinel-device"], (rec["status"], seen)

@@ -245,3 +245,25 @@ def test_fig3_memorizing_field_in_place_of_shat_refutes(monkeypatch):
     rec = run_claim("sm.fig3").to_json()
     _refuted(rec)
     assert "interpolation_far_fraction_over_half_eq13" in rec["reason"]
+
+
+def test_the_validate_device_reaches_the_fig1_and_fig3_trainers(monkeypatch):
+    """sm.fig1's own training loop and sm.fig3's train_dsm receive ctx.device (spied)."""
+    import sftheory.training as training
+
+    seen = []
+
+    def fig1_spy(decay, seed, **kw):
+        seen.append(("fig1", kw.get("device")))
+        return lambda z: -np.asarray(z, float)  # any finite curve (a Gaussian score)
+
+    def dsm_spy(*args, **kwargs):
+        seen.append(("fig3", kwargs.get("device")))
+        raise RuntimeError("stop after the spy")
+
+    monkeypatch.setattr(smf, "train_fig1_net", fig1_spy)
+    monkeypatch.setattr(training, "train_dsm", dsm_spy)
+    smf.measure_fig1([0], steps=2, batch=8, device="sentinel-device")
+    with pytest.raises(RuntimeError, match="spy"):
+        smf.train_fig3_net(0, steps=1, device="sentinel-device")
+    assert set(seen) == {("fig1", "sentinel-device"), ("fig3", "sentinel-device")}

@@ -116,7 +116,8 @@ def fig5_process():
 
 
 def train_swiss_roll(seed: int, *, steps: int = FIG5_TRAIN_STEPS, batch_size: int = FIG5_BATCH,
-                     lr_every: int = FIG5_LR_EVERY, cache=True, progress: bool = False):
+                     lr_every: int = FIG5_LR_EVERY, cache=True, progress: bool = False,
+                     device: str = "cpu"):
     """The [OS] App. H.2 network and training (authors' optimizer: AdamW, betas (0.5, 0.999),
     weight decay 0.01; init N(0, 0.02^2); noise parametrization, default weight (5))."""
     from ...training import StepLR, SwissRoll, train_dsm
@@ -126,7 +127,8 @@ def train_swiss_roll(seed: int, *, steps: int = FIG5_TRAIN_STEPS, batch_size: in
     return train_dsm(cfg, SwissRoll(scale=2.0), fig5_process(), steps=steps,
                      batch_size=batch_size, lr=FIG5_LR, lr_schedule=StepLR(lr_every, 0.5),
                      weighting="default", t_min=T_MIN, T=FIG5_T, seed=seed, optimizer="adamw",
-                     betas=(0.5, 0.999), weight_decay=0.01, progress=progress, cache=cache)
+                     betas=(0.5, 0.999), weight_decay=0.01, progress=progress, cache=cache,
+                     device=device)
 
 
 def generate(field, process, n: int, em_steps: int, alpha: float, seed: int) -> np.ndarray:
@@ -290,7 +292,8 @@ def check_fig5(ctx: Context) -> Record:
     T = 1, lr 0.01 halved every 8k steps, batch 400, 20k training steps, 20k Euler-Maruyama
     steps, h = alpha g; exact-OT W1 against fresh Swiss-roll data, repeated over seeds."""
     reps = ctx.size(2, FIG5_REPS)
-    nets = [train_swiss_roll(ctx.seed * 100 + r, cache=True) for r in range(reps)]
+    nets = [train_swiss_roll(ctx.seed * 100 + r, cache=True, device=ctx.device)
+            for r in range(reps)]
     m = measure_fig5([res.net.as_field() for res in nets], seed=ctx.seed)
     v, excess = fig5_verdict(m)
     ctx.figure("fig5", _draw_fig5, m)
@@ -367,7 +370,7 @@ def appI_law():
 
 def train_appI(weighting: str, seed: int, *, steps: int = APPI_STEPS,
                lr_every: int = APPI_LR_EVERY, batch_size: int = FIG5_BATCH, cache=True,
-               progress: bool = False):
+               progress: bool = False, device: str = "cpu"):
     """One network per weighting; one seed gives the same initialization, data, times and noise
     for every weighting (only the loss weight differs, as in [OS] App. I)."""
     from ...training import StepLR, train_dsm
@@ -377,7 +380,7 @@ def train_appI(weighting: str, seed: int, *, steps: int = APPI_STEPS,
     return train_dsm(cfg, appI_law(), fig5_process(), steps=steps, batch_size=batch_size,
                      lr=FIG5_LR, lr_schedule=StepLR(lr_every, 0.5), weighting=weighting,
                      t_min=T_MIN, T=FIG5_T, seed=seed, optimizer="adamw", betas=(0.5, 0.999),
-                     weight_decay=0.01, progress=progress, cache=cache)
+                     weight_decay=0.01, progress=progress, cache=cache, device=device)
 
 
 def measure_appI(fields, *, ts=APPI_TS, n: int = APPI_N, seed: int = 0, process=None,
@@ -483,7 +486,8 @@ def check_appI(ctx: Context) -> Record:
     reps = ctx.size(2, APPI_REPS)
     fields = []
     for r in range(reps):
-        fields.append({w: train_appI(w, ctx.seed * 100 + r, cache=True).net.as_field()
+        fields.append({w: train_appI(w, ctx.seed * 100 + r, cache=True,
+                                     device=ctx.device).net.as_field()
                        for w in APPI_WEIGHTINGS})
     m = measure_appI(fields, seed=ctx.seed)
     v, excess, contrast, logr = appI_verdict(m)

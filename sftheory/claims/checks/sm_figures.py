@@ -139,14 +139,15 @@ TAU_STEP_MIN = 0.005
 
 
 def train_fig1_net(decay: float, seed: int, *, steps: int = FIG1_STEPS, batch: int = FIG1_BATCH,
-                   hidden=FIG1_HIDDEN, loss_factor: float = 1.0):
+                   hidden=FIG1_HIDDEN, loss_factor: float = 1.0, device: str = "cpu"):
     """A ReLU MLP fitted to the ESF at t = 0.1 ([SM] App. A.7, Fig. 1 centre): Adam with L2
     regularization ``weight_decay`` = lambda (torch's Adam adds lambda theta to the gradient:
     "weight decay (i.e., L2 regularization on the model parameters)"), lr 1e-3, loss the batch
     mean of |s_NN(x) - ESF(x)|^2 over x ~ p_t, times ``loss_factor`` (``t`` gives the integrand
     of (4), t E|s - ESF|^2). The ESF targets come from the toolkit's path
     (``EmpiricalDistribution(S).path(VE()).score``) for all batches at once. Returns the net as a
-    function of x (numpy in, numpy out)."""
+    function of x (numpy in, numpy out). ``device``: where the net trains (the initialization is
+    drawn on the CPU first, so it does not depend on the device)."""
     import torch
 
     from ...models import EmpiricalDistribution
@@ -162,9 +163,10 @@ def train_fig1_net(decay: float, seed: int, *, steps: int = FIG1_STEPS, batch: i
         torch.manual_seed(seed)
         net = ScoreMLP(1, hidden=hidden, activation=FIG1_ACTIVATION, time_embedding="identity",
                        parametrization="score", dtype=torch.float32)
+        net = net.to(device)
         opt = torch.optim.Adam(net.parameters(), lr=FIG1_LR, weight_decay=float(decay))
-        xt = torch.as_tensor(x, dtype=torch.float32)[:, None]
-        tt = torch.as_tensor(target, dtype=torch.float32)[:, None]
+        xt = torch.as_tensor(x, dtype=torch.float32, device=device)[:, None]
+        tt = torch.as_tensor(target, dtype=torch.float32, device=device)[:, None]
         for k in range(steps):
             sl = slice(k * batch, (k + 1) * batch)
             loss = loss_factor * ((net(xt[sl], t) - tt[sl]) ** 2).mean()
@@ -175,8 +177,9 @@ def train_fig1_net(decay: float, seed: int, *, steps: int = FIG1_STEPS, batch: i
 
     def f(z):
         with torch.no_grad():
-            zt = torch.as_tensor(np.asarray(z, dtype=np.float64).reshape(-1, 1), dtype=torch.float32)
-            return net(zt, t).numpy()[:, 0].astype(np.float64)
+            zt = torch.as_tensor(np.asarray(z, dtype=np.float64).reshape(-1, 1),
+                                 dtype=torch.float32, device=device)
+            return net(zt, t).cpu().numpy()[:, 0].astype(np.float64)
     return f
 
 
@@ -194,7 +197,7 @@ def fit_tau(curve, family, xs, w=None):
 
 
 def measure_fig1(seeds, *, steps: int = FIG1_STEPS, batch: int = FIG1_BATCH,
-                 t_weighted_seeds=()) -> tuple[Measured, dict]:
+                 t_weighted_seeds=(), device: str = "cpu") -> tuple[Measured, dict]:
     """Train the nets for every (seed, lambda), fit tau, measure the errors; also check the
     toolkit's ESF, shat and smoothed ESF against the closed forms written here. For
     ``t_weighted_seeds`` the nets are also trained on t E|s - ESF|^2 (the integrand of (4));
@@ -223,7 +226,8 @@ def measure_fig1(seeds, *, steps: int = FIG1_STEPS, batch: int = FIG1_BATCH,
         judged = factor == 1.0
         taus = []
         for lam in FIG1_DECAYS:
-            g = train_fig1_net(lam, seed, steps=steps, batch=batch, loss_factor=factor)(xs)
+            g = train_fig1_net(lam, seed, steps=steps, batch=batch, loss_factor=factor,
+                               device=device)(xs)
             if judged:
                 curves[(seed, lam)] = g
             tau_b, e_b = fit_tau(g, lambda tau: sm.s_hat(xs, y, tau, t), xs)
@@ -292,7 +296,8 @@ def check_fig1(ctx: Context) -> Record:
     fitted tau grows with lambda (by >= 0.005 per step) in every seed."""
     seeds = [ctx.seed + k for k in range(ctx.size(1, 3))]
     batch = ctx.size(FIG1_QUICK_BATCH, FIG1_BATCH)
-    m, fig = measure_fig1(seeds, batch=batch, t_weighted_seeds=() if ctx.quick else seeds[:1])
+    m, fig = measure_fig1(seeds, batch=batch, t_weighted_seeds=() if ctx.quick else seeds[:1],
+                          device=ctx.device)
     ctx.figure("fig1", draw_fig1, fig, m.rows, seeds[0])
     taus = {f"seed={r['seed']}, lambda={r['lambda']}": r["fitted_tau"] for r in m.rows if r["decides_verdict"]}
     measured = {"fitted_taus": taus, "worst": m.worst()}
@@ -561,7 +566,7 @@ class _LogTimeMLP:
                                process=VE())
 
 
-def train_fig3_net(seed: int, *, steps: int = FIG3_NN_STEPS):
+def train_fig3_net(seed: int, *, steps: int = FIG3_NN_STEPS, device: str = "cpu"):
     """[SM] App. A.7 (Fig. 3 (iv)): MLP on (log t, x), score rescaled by sqrt t, trained with
     the shared trainer on (4) with T = t0 (weight omega_t = t: ``weighting="default"`` for VE),
     t ~ U[1e-6, t0], Adam, lr 0.004, batch 16, no regularization."""
@@ -571,12 +576,12 @@ def train_fig3_net(seed: int, *, steps: int = FIG3_NN_STEPS):
     net = _LogTimeMLP.make(FIG3_NN_HIDDEN, seed)
     res = train_dsm(net, ArrayData(FIG3_POINTS), VE(), steps=steps, batch_size=FIG3_NN_BATCH,
                     lr=FIG3_NN_LR, t_min=FIG3_NN_TMIN, T=FIG3_T0, seed=seed, optimizer="adam",
-                    progress=False, cache=False)
+                    progress=False, cache=False, device=device)
     return res.net.as_field()
 
 
 def measure_fig3(rng, *, n_particles=FIG3_PARTICLES, n_mc_particles=FIG3_PARTICLES,
-                 n_mc=FIG3_MC, nn_steps=FIG3_NN_STEPS, run_nn=True, seed=0):
+                 n_mc=FIG3_MC, nn_steps=FIG3_NN_STEPS, run_nn=True, seed=0, device="cpu"):
     from ...models import EmpiricalDistribution
     from ...processes import VE
     from ...theory.smoothing_flow import flow_map_d
@@ -610,7 +615,7 @@ def measure_fig3(rng, *, n_particles=FIG3_PARTICLES, n_mc_particles=FIG3_PARTICL
             "(ii) tau_t-smoothed ESF (MC)": (mc_smoothed_field(path, kappa, n_mc, rng, delta), x0[:n_mc_particles]),
             "(iii) shat": (lambda x, t: shat(x, t), x0)}
     if run_nn:
-        runs["(iv) NN"] = (train_fig3_net(seed, steps=nn_steps), x0)
+        runs["(iv) NN"] = (train_fig3_net(seed, steps=nn_steps, device=device), x0)
     snaps = {name: euler_sqrt_t(f, xs, ug, i_mid) for name, (f, xs) in runs.items()}
     closed = flow_map_d(x0, 0.0, t0, Y, kappa)
     out.add("euler_shat_vs_closed_flow_map", np.abs(snaps["(iii) shat"][-1] - closed) / EULER_FLOW_ATOL)
@@ -714,7 +719,7 @@ def check_fig3(ctx: Context) -> Record:
     quick = ctx.quick
     m, snaps, law = measure_fig3(rng, n_particles=FIG3_PARTICLES,
                                  n_mc_particles=FIG3_QUICK_MC_PARTICLES if quick else FIG3_PARTICLES,
-                                 run_nn=not quick, seed=ctx.seed)
+                                 run_nn=not quick, seed=ctx.seed, device=ctx.device)
     ctx.figure("fig3", draw_fig3, snaps, law)
     measured = {"worst": m.worst(), "eq13": m.numbers,
                 "far_fraction": {r["run"]: r["far_fraction"] for r in m.rows},
