@@ -1,5 +1,7 @@
 r"""Counter-based standard normals: the noise of particle i at step k, coordinate j, as a pure
-function of (seed, i, k, j), identical on numpy, torch CPU and CUDA and under any sharding.
+function of (seed, i, k, j) for a given dimension d (the counter layout below depends on d), the
+same bits on numpy, torch CPU and CUDA and under any sharding (the normals to an ulp of the
+backends' log/cos/sin).
 
 Bits: Threefry-2x32 with 20 rounds (Salmon, Moraes, Dror & Shaw, "Parallel random numbers: as
 easy as 1, 2, 3", SC 2011; the generator of JAX's ``jax.random``): a 2 x 32-bit key and a

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._points import prepare_points
+from ..backend import get_backend
 from .._refs import source
 from .._validation import check_seed, is_torch
 from ..fields import (CallableField, PerturbedField, ScaledField, ScoreField, WeightedField,
@@ -169,6 +170,9 @@ def _torch_score(field, x, t):
         m, v = field.process.conditional(t)
         if field._needs_positive_t and v <= 0:  # pragma: no cover - ts[:-1] > 0 always
             raise ValueError(f"t must be > 0: {type(field.law).__name__} has no density at t = 0")
+        if _fused.is_empirical(field):  # the law's GEMM engine and precision, bounded memory
+            return field._params.evaluate(x, get_backend(x), float(m), float(v),
+                                          posterior=False)[1]
         return mixture_eval(x, float(m), float(v), *_fused.torch_tensors(field._params, x),
                             overflow="ignore")[1]
     if isinstance(field, WeightedField):
@@ -224,6 +228,10 @@ def _run(method, coefficients, score, x, ts, process, *, h, seed, noise, callbac
     if sharded and isinstance(noise, BrownianPath):
         raise ValueError("a shard cannot use a BrownianPath (its noise is not indexed by "
                          "particle); give an IndexedNoise or None")
+    if sharded or isinstance(noise, IndexedNoise):  # counters must not wrap on any route
+        from .._kernels.threefry import check_counter_room
+
+        check_counter_room(offset + x.shape[0], grid.shape[0] - 1, x.shape[1])
     form = _fused.eligible(field_, x, nx, noise, callback)
     if form is not None:  # exact mixture score on numpy: the whole loop compiled
         out, shots, times = _fused.run_fused(form, x, grid, alpha, beta, sigma, seed=seed,
@@ -235,10 +243,6 @@ def _run(method, coefficients, score, x, ts, process, *, h, seed, noise, callbac
         return SampleResult(out, shots, np.array(times), grid.shape[0] - 1, method)
     if sharded and noise is None:  # a shard off the numba route: noise by global index
         noise = IndexedNoise(_shard_seed_int(seed))
-    if isinstance(noise, IndexedNoise):
-        from .._kernels.threefry import check_counter_room
-
-        check_counter_room(offset + x.shape[0], grid.shape[0] - 1, x.shape[1])
     form = _fused.torch_eligible(field_, x, nx, noise, callback)
     if form is not None:  # exact mixture score on torch: the whole loop on the device
         try:

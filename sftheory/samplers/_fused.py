@@ -97,16 +97,27 @@ def eligible(field, x, nx, noise, callback) -> tuple | None:
 def torch_eligible(field, x, nx, noise, callback) -> tuple | None:
     """(path, factor) when the device-resident torch route applies: an exact mixture field (the
     fields :func:`exact_form` accepts) on torch points, no ``callback``, and ``noise`` None or an
-    :class:`~sftheory.samplers.IndexedNoise` (a Brownian path is queried on the host)."""
+    :class:`~sftheory.samplers.IndexedNoise` (a Brownian path is queried on the host); not for
+    empirical laws (:func:`is_empirical`: the Python loop evaluates them with their engine)."""
     from .brownian import IndexedNoise
 
     if not nx.is_torch or callback is not None or not (noise is None or
                                                          isinstance(noise, IndexedNoise)):
         return None
     form = exact_form(field)
-    if form is None or form[0].dim != x.shape[1]:
+    if form is None or form[0].dim != x.shape[1] or is_empirical(form[0]):
         return None
     return form
+
+
+def is_empirical(path) -> bool:
+    """True for the path of an empirical law: its torch score runs on the law's own GEMM engine
+    (:func:`sftheory.models._esf_gemm.evaluate_empirical`: bounded memory, the law's
+    ``precision``), not on the dense mixture kernel, which would form (N, n) terms for n
+    training points."""
+    from ..models.empirical import EmpiricalParams
+
+    return isinstance(getattr(path, "_params", None), EmpiricalParams)
 
 
 def _path_coefficients(form, grid, beta):

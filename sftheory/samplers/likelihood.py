@@ -73,9 +73,14 @@ def _check_tol(v, name):
     return float(v)
 
 
+#: solve_ivp tolerances by the dtype the field is evaluated in: float32 evaluations carry ~1e-7
+#: relative noise, below which an adaptive solver cannot converge (it only shrinks its steps)
+DEFAULT_TOLS = {"float64": (1e-8, 1e-10), "float32": (1e-5, 1e-7)}
+
+
 def log_likelihood(score, x0, process, T, *, prior=None, divergence: str = "exact",
-                   n_probes: int | None = None, seed=None, rtol: float = 1e-8,
-                   atol: float = 1e-10, t_min: float = 0.0) -> LikelihoodResult:
+                   n_probes: int | None = None, seed=None, rtol: float | None = None,
+                   atol: float | None = None, t_min: float = 0.0) -> LikelihoodResult:
     """log p_{t_min}(x0) under the probability-flow ODE of ``score`` (see the module docstring).
 
     ``score`` a score field s(x, t) (an exact path, a ScoreField, or anything with ``dim``);
@@ -84,7 +89,10 @@ def log_likelihood(score, x0, process, T, *, prior=None, divergence: str = "exac
     x (N, d) (default the stationary Gaussian N(0, I / (2 kappa)); required for VE, kappa = 0);
     ``divergence`` "exact" (finite differences), "hutchinson" with ``n_probes`` >= 2
     Rademacher probes (default 16) drawn from ``seed``, or "autograd" (torch x0; exact trace, or
-    Hutchinson with ``n_probes``); ``rtol``/``atol`` for ``solve_ivp``.
+    Hutchinson with ``n_probes``); ``rtol``/``atol`` for ``solve_ivp`` (default
+    :data:`DEFAULT_TOLS` by the dtype of the field's evaluations: 1e-8/1e-10 in float64,
+    1e-5/1e-7 for float32 tensors). Finite differences cannot resolve float32 evaluations (noise
+    ~ eps32 / delta ~ 1e-3), so a float32 torch x0 needs ``divergence="autograd"``.
     """
     from scipy.integrate import solve_ivp
 
@@ -111,13 +119,20 @@ def log_likelihood(score, x0, process, T, *, prior=None, divergence: str = "exac
         raise ValueError(f"t_min must be >= 0, got {t_min}")
     if not T > t_min:
         raise ValueError(f"T must be > t_min = {t_min}, got {T}")
-    rtol, atol = _check_tol(rtol, "rtol"), _check_tol(atol, "atol")
+    single = like is not None and str(like.dtype) == "torch.float32"
+    d_rtol, d_atol = DEFAULT_TOLS["float32" if single else "float64"]
+    rtol = d_rtol if rtol is None else _check_tol(rtol, "rtol")
+    atol = d_atol if atol is None else _check_tol(atol, "atol")
     if divergence not in ("exact", "hutchinson", "autograd"):
         raise ValueError(f"divergence must be 'exact', 'hutchinson' or 'autograd', got "
                          f"{divergence!r}")
     if divergence == "autograd" and like is None:
         raise ValueError("divergence='autograd' differentiates the field on torch tensors: pass "
                          "x0 as a torch tensor (or use 'exact' / 'hutchinson')")
+    if single and divergence != "autograd":
+        raise ValueError(f"divergence={divergence!r} takes finite differences, which float32 "
+                         f"evaluations cannot resolve (noise ~ eps32 / delta ~ 1e-3): use "
+                         f"divergence='autograd' or float64 points")
     if divergence == "autograd":
         p = 0 if n_probes is None else n_probes
         if p != 0 and (isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 2):

@@ -130,11 +130,51 @@ def test_errors_scale_with_the_unit_roundoff(route):
     assert _same_constant(_per_roundoff("fp16" + route), _per_roundoff("bf16" + route))
 
 
-def test_a_planted_wrong_format_is_caught():
-    """Planted error: a 'fp16' route that rounds to bf16 (an error 8x its format's) fails the
-    unit-roundoff scaling check; the worst-case bound alone would not see it."""
-    bf16_as_fp16 = _per_roundoff("bf16") * HALF["bf16"] / HALF["fp16"]
-    assert not _same_constant(bf16_as_fp16, _per_roundoff("bf16"))
+def test_a_planted_wrong_format_is_caught(monkeypatch):
+    """Planted error: the engine runs 'fp16' requests in bf16 (an error ~8x fp16's); the
+    unit-roundoff scaling check fails on it (the worst-case bound alone would not see it)."""
+    import sftheory.models.empirical as emp
+
+    orig = emp.evaluate_empirical
+
+    def wrong_format(*args, **kwargs):
+        if kwargs.get("precision") == "fp16":
+            kwargs["precision"] = "bf16"
+        return orig(*args, **kwargs)
+
+    monkeypatch.setattr(emp, "evaluate_empirical", wrong_format)
+    assert not _same_constant(_per_roundoff("fp16"), _per_roundoff("bf16"))
+
+
+def test_samplers_use_the_laws_engine_and_precision(monkeypatch):
+    """A torch sampler on an empirical path evaluates the score with the law's own GEMM engine
+    (bounded memory, its precision), not the dense mixture kernel: the run calls
+    evaluate_empirical with the law's precision at every step, and in float64 it equals the
+    compiled numba run given the same IndexedNoise (to rounding over 10 steps: 1e-12)."""
+    import sftheory.models.empirical as emp
+    from sftheory.samplers import IndexedNoise, sample_euler_maruyama
+
+    seen = []
+    orig = emp.evaluate_empirical
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("precision"))
+        return orig(*args, **kwargs)
+
+    monkeypatch.setattr(emp, "evaluate_empirical", spy)
+    proc = VP()
+    ts = np.linspace(1.0, 0.2, 11)
+    x0 = np.random.default_rng(3).standard_normal((16, Y.shape[1]))
+    law = EmpiricalDistribution(Y, precision="bf16")
+    sample_euler_maruyama(law.path(proc), torch.from_numpy(x0).float(), ts, proc,
+                          noise=IndexedNoise(2), disable=True)
+    assert seen == ["bf16"] * 10
+    exact = EmpiricalDistribution(Y)
+    a = sample_euler_maruyama(exact.path(proc), torch.from_numpy(x0), ts, proc,
+                              noise=IndexedNoise(2), disable=True).x.numpy()
+    b = sample_euler_maruyama(exact.path(proc), x0, ts, proc, noise=IndexedNoise(2),
+                              disable=True).x
+    assert np.max(np.abs(a - b)) <= 1e-12 * np.max(np.abs(b))
 
 
 @pytest.mark.parametrize("kwargs, match", [({"precision": "fp8"}, "precision"),

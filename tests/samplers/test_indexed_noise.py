@@ -280,3 +280,76 @@ def test_counter_room_and_misuse_raise_clear_errors():
     with pytest.raises(ValueError, match="integer seed"):
         run_shard(sample_euler_maruyama, as_field(lambda x, t: -x, 2), x0, TS, proc,
                   particle_offset=3, seed=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("route", ["numba", "torch-device", "torch-loop"])
+def test_save_at_segments_keep_the_global_step_index(route):
+    """save_at splits a run into segments; each segment must key its noise by the global step
+    (not restart at 0): the final points equal the run without save_at, and the snapshot at
+    ts[j] equals the run that stops at ts[j]."""
+    torch = _torch()
+    proc = OU()
+    path = MIX.path(proc)
+    x0 = initial_points(33, proc, 2.0, law=MIX, seed=1)
+    noise = IndexedNoise(21)
+    j = 12
+
+    def run(ts, save_at=None):
+        if route == "numba":
+            x, f = x0, path
+        else:
+            x = torch.from_numpy(x0)
+            f = path if route == "torch-device" else as_field(lambda z, t: path.score(z, t), 2)
+        r = sample_euler_maruyama(f, x, ts, proc, noise=noise, save_at=save_at, disable=True)
+        return np.asarray(r.x), [np.asarray(s) for s in r.snapshots]
+
+    whole, _ = run(TS)
+    final, shots = run(TS, save_at=TS[[j]])
+    head, _ = run(TS[:j + 1])
+    assert np.array_equal(final, whole)
+    assert np.array_equal(shots[0], head)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 5, 6])
+def test_every_particle_step_and_coordinate_gets_its_own_normal(d):
+    """The counter layout is injective: over 3 particles x 4 steps x d coordinates no two normals
+    coincide (a layout where steps or coordinates share counters repeats values exactly)."""
+    noise = IndexedNoise(5)
+    like = np.zeros((3, d))
+    z = np.concatenate([noise.normals(0, k, like).ravel() for k in range(4)])
+    assert np.unique(z).size == z.size
+
+
+def test_the_injectivity_check_sees_a_colliding_layout(monkeypatch):
+    """Planted error: c1 = k (2P - 2) + lane makes step k + 1 repeat step k's counters when
+    d <= 2 (P = 1); the uniqueness check above fails on it."""
+    orig = threefry.threefry2x32
+    seen = {}
+
+    def colliding(k0, k1, c0, c1):
+        return orig(k0, k1, c0, c1 % 2)  # every step's lanes fold onto step 0's (P = 1)
+
+    monkeypatch.setattr(threefry, "threefry2x32", colliding)
+    noise = IndexedNoise(5)
+    like = np.zeros((3, 2))
+    z = np.concatenate([noise.normals(0, k, like).ravel() for k in range(4)])
+    seen["unique"] = np.unique(z).size
+    assert seen["unique"] < z.size
+
+
+def test_normals_refuse_counters_that_would_wrap():
+    noise = IndexedNoise(1)
+    like = np.zeros((4, 2))
+    with pytest.raises(ValueError, match="2\\^32 particles"):
+        noise.normals(2 ** 32, 0, like)
+    with pytest.raises(ValueError, match="step must be"):
+        noise.normals(0, -1, like)
+    with pytest.raises(ValueError, match="row0 must be"):
+        noise.normals(-1, 0, like)
+    with pytest.raises(ValueError, match="like must be"):
+        noise.normals(0, 0, np.zeros(3))
+    proc = OU()
+    x0 = initial_points(5, proc, 2.0, law=MIX, seed=1)
+    with pytest.raises(ValueError, match="2\\^32 particles"):  # the numba route checks too
+        run_shard(sample_euler_maruyama, MIX.path(proc), x0, TS, proc, particle_offset=2 ** 32,
+                  noise=IndexedNoise(1), disable=True)
