@@ -102,17 +102,28 @@ def _tiles(n_q: int, n_k: int, d: int, itemsize: int, budget_bytes: int, form: s
     per_q = (3 * d + 8) * itemsize
     per_k = (d + 2) * itemsize
     per_qk = 3 * itemsize if form == "expanded" else ((2 if per_row else 1) * d + 3) * itemsize
-    need = per_q + per_k + per_qk
+    return fit_tiles(n_q, n_k, per_q, per_k, per_qk, budget_bytes, min(n_k, KEY_BLOCK),
+                     f"in d = {d} ({form} form)")
+
+
+def fit_tiles(n_q: int, n_k: int, per_q: int, per_k: int, per_pair: int, budget_bytes: int,
+              bk0: int, where: str, *, round_up: bool = False):
+    """(query chunk, point tile) of a tiled log-sum-exp within ``budget_bytes``, given the bytes
+    per query, per point and per (query, point) pair: the point tile starts at ``bk0`` and halves
+    (rounding up with ``round_up``) until at least min(n_q, QUERY_MIN) queries fit beside it; the
+    query chunk takes the rest. ValueError (naming ``where``) when one query against one point
+    does not fit. Shared by the numpy/numba, torch and fast routes (their byte counts differ)."""
+    need = per_q + per_k + per_pair
     if budget_bytes < need:
         raise ValueError(f"budget_bytes={budget_bytes} is too small for one row: one query against "
-                         f"one point needs {need} bytes in d = {d} ({form} form)")
+                         f"one point needs {need} bytes {where}")
 
     def bq_for(bk):
-        return (budget_bytes - bk * per_k) // (per_q + bk * per_qk)
+        return (budget_bytes - bk * per_k) // (per_q + bk * per_pair)
 
-    bk = max(1, min(n_k, KEY_BLOCK))
+    bk = max(1, bk0)
     while bk > 1 and bq_for(bk) < min(n_q, QUERY_MIN):
-        bk = max(1, bk // 2)
+        bk = (bk + 1) // 2 if round_up else max(1, bk // 2)
     return max(1, min(n_q, int(bq_for(bk)))), bk
 
 
@@ -796,15 +807,8 @@ def _tiles_torch(n_q, n_k, d_aug, itemsize, budget_bytes, key_block, *, q_cols=2
     per_q = (q_cols * d_aug + 8) * itemsize
     per_k = k_cols * d_aug * itemsize + 2 * (d_aug + 8) * 8  # + float64 copy and square for |y|^2
     per_qk = pair_items * itemsize
-    need = per_q + per_k + per_qk
-    if budget_bytes < need:
-        raise ValueError(f"budget_bytes={budget_bytes} is too small for one row: one query against "
-                         f"one point needs {need} bytes (augmented dimension {d_aug})")
-    bk = max(1, min(n_k, key_block))
-    while bk > 1 and (budget_bytes - bk * per_k) // (per_q + bk * per_qk) < min(n_q, QUERY_MIN):
-        bk = max(1, bk // 2)
-    bq = (budget_bytes - bk * per_k) // (per_q + bk * per_qk)
-    return max(1, min(n_q, int(bq))), bk
+    return fit_tiles(n_q, n_k, per_q, per_k, per_qk, budget_bytes, min(n_k, key_block),
+                     f"(augmented dimension {d_aug})")
 
 
 def _check_query_key_pair(x, keys) -> None:
@@ -1218,18 +1222,8 @@ def _fast_tiles(n_q: int, n_k: int, d: int, gsize: int, budget_bytes: int, prepa
     d_aug = _pad8(d + 4)
     per_q = 4 * d + gsize * d_aug + 2 * 4 * d_aug + 64
     per_k = 0 if prepared else 4 * d + 8 + gsize * d_aug
-    need = per_q + per_k + per_pair
-    if budget_bytes < need:
-        raise ValueError(f"budget_bytes={budget_bytes} is too small for one row: one query against "
-                         f"one point needs {need} bytes in d = {d} (fast route)")
-
-    def bq_for(bk):
-        return (budget_bytes - bk * per_k) // (per_q + bk * per_pair)
-
-    bk = max(1, n_k)
-    while bk > 1 and bq_for(bk) < min(n_q, QUERY_MIN):
-        bk = (bk + 1) // 2
-    bq = max(1, min(n_q, int(bq_for(bk))))
+    bq, bk = fit_tiles(n_q, n_k, per_q, per_k, per_pair, budget_bytes, n_k,
+                       f"in d = {d} (fast route)", round_up=True)
     chunks = -(-n_q // bq)  # balanced query chunks
     return -(-n_q // chunks), bk
 
