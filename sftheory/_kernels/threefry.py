@@ -74,38 +74,40 @@ def check_counter_room(n_rows_total: int, steps_total: int, d: int) -> None:
                          f"{steps_total} steps x {pairs} pairs")
 
 
-def indexed_normals(seed: int, rows, step: int, d: int, to_float):
+def particle_rows(row0: int, n: int, like):
+    """The global particle indices row0 .. row0 + n - 1 as int64, in ``like``'s backend and
+    device."""
+    if is_torch(like):
+        import torch
+
+        return torch.arange(row0, row0 + n, dtype=torch.int64, device=like.device)
+    import numpy as np
+
+    return np.arange(row0, row0 + n, dtype=np.int64)
+
+
+def indexed_normals(seed: int, rows, step: int, d: int):
     """Standard normals z[r, j] for particles ``rows`` (an int64 array or tensor (n,) of global
-    particle indices) at step ``step``, coordinates j < d: shape (n, d), float64 in ``rows``'s
-    backend. ``step``: an int, or a 0-d int64 tensor on ``rows``' device (no host sync).
-    ``to_float(int_array)`` converts an int64 array/tensor to float64 (the only
-    backend-specific operation besides the math functions, which come from ``rows``' module)."""
+    particle indices, e.g. :func:`particle_rows`) at step ``step``, coordinates j < d: shape
+    (n, d), float64 in ``rows``' backend and device. ``step``: an int, or a 0-d int64 tensor on
+    ``rows``' device (no host sync)."""
+    xp = _namespace(rows)
     pairs = (d + 1) // 2
     k0, k1 = int(seed) & MASK32, (int(seed) >> 32) & MASK32
     c0 = rows.reshape(-1, 1)                                     # (n, 1)
-    lane = _arange_like(rows, 2 * pairs)                         # (2P,): pair p, uniform r
+    lane = particle_rows(0, 2 * pairs, rows)                     # (2P,): pair p, uniform r
     c1 = (step * (2 * pairs) + lane).reshape(1, -1)              # (1, 2P)
     w0, w1 = threefry2x32(k0, k1, c0, c1)                        # (n, 2P) each
-    u = (to_float(_uniform53(w0, w1)) + 0.5) * (2.0 ** -53)
+    u = (_float64(_uniform53(w0, w1)) + 0.5) * (2.0 ** -53)      # exact: < 2^53
     u1, u2 = u[:, 0::2], u[:, 1::2]                              # (n, P) each
-    mod = _math_module(u)
-    rad = mod.sqrt(-2.0 * mod.log(u1))
+    rad = xp.sqrt(-2.0 * xp.log(u1))
     ang = TWO_PI * u2
-    z = _stack_last(rad * mod.cos(ang), rad * mod.sin(ang))      # (n, P, 2) -> (n, 2P)
+    z = xp.stack((rad * xp.cos(ang), rad * xp.sin(ang)), -1)   # (n, P, 2) -> (n, 2P)
     return z.reshape(z.shape[0], 2 * pairs)[:, :d]
 
 
-def _arange_like(rows, n):
-    if is_torch(rows):
-        import torch
-
-        return torch.arange(n, dtype=torch.int64, device=rows.device)
-    import numpy as np
-
-    return np.arange(n, dtype=np.int64)
-
-
-def _math_module(a):
+def _namespace(a):
+    """numpy or torch, whichever ``a`` belongs to."""
     if is_torch(a):
         import torch
 
@@ -115,11 +117,6 @@ def _math_module(a):
     return np
 
 
-def _stack_last(a, b):
-    if is_torch(a):
-        import torch
-
-        return torch.stack((a, b), dim=-1)
-    import numpy as np
-
-    return np.stack((a, b), axis=-1)
+def _float64(a):
+    """An int64 array or tensor as float64 (torch would promote int64 + float to float32)."""
+    return a.to(_namespace(a).float64) if is_torch(a) else a.astype("float64")

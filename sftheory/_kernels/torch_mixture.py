@@ -322,16 +322,16 @@ def _indexed_noise_fn(seed: int, row0: int, step0: int, n_steps: int, x, compile
     (compiled with ``torch.compile`` when ``compile_``, falling back to eager)."""
     import torch
 
-    from .threefry import indexed_normals
+    from .threefry import indexed_normals, particle_rows
 
-    rows = torch.arange(row0, row0 + x.shape[0], dtype=torch.int64, device=x.device)
+    rows = particle_rows(row0, x.shape[0], x)
     d, dt = x.shape[1], x.dtype
     # the step index as a 0-d device tensor: a compiled draw sees one input layout every step
     # (a Python int would specialize and recompile), and nothing is copied from the host
     steps = torch.arange(step0, step0 + n_steps, dtype=torch.int64, device=x.device)
 
     def draw(step_t):
-        return indexed_normals(seed, rows, step_t, d, lambda a: a.to(torch.float64)).to(dt)
+        return indexed_normals(seed, rows, step_t, d).to(dt)
 
     fn = draw
     if compile_:

@@ -103,7 +103,7 @@ class IndexedNoise:
     def normals(self, row0: int, step: int, like):
         """The (N, d) normals of particles row0 .. row0 + N - 1 at step ``step``, in the backend,
         dtype and device of ``like`` (N, d)."""
-        from .._kernels.threefry import check_counter_room, indexed_normals
+        from .._kernels.threefry import check_counter_room, indexed_normals, particle_rows
 
         if len(getattr(like, "shape", ())) != 2:
             raise ValueError(f"like must be an (N, d) array or tensor, got shape "
@@ -113,15 +113,8 @@ class IndexedNoise:
             if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
         check_counter_room(int(row0) + n, int(step) + 1, d)
-        if is_torch(like):
-            import torch
-
-            rows = torch.arange(row0, row0 + n, dtype=torch.int64, device=like.device)
-            return indexed_normals(self.seed, rows, int(step), d,
-                                   lambda a: a.to(torch.float64)).to(like.dtype)
-        rows = np.arange(row0, row0 + n, dtype=np.int64)
-        z = indexed_normals(self.seed, rows, int(step), d, lambda a: a.astype(np.float64))
-        return z.astype(like.dtype, copy=False)
+        z = indexed_normals(self.seed, particle_rows(int(row0), n, like), int(step), d)
+        return z.to(like.dtype) if is_torch(like) else z.astype(like.dtype, copy=False)
 
     def __repr__(self):
         return f"IndexedNoise(seed={self.seed})"
