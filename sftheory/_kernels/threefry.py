@@ -15,6 +15,14 @@ uniforms give two normals by Box--Muller,
 :math:`z_0 = \sqrt{-2\log u_1}\cos 2\pi u_2,\ z_1 = \sqrt{-2\log u_1}\sin 2\pi u_2`
 (Box & Muller 1958), evaluated in float64 (largest |z| = sqrt(2 * 54 log 2) = 8.65).
 
+Two implementations of the normals, one bit generator: numpy arrays go through the compiled
+numba kernel :func:`_normals_numba` (particles in parallel, several steps per call; the numba fast
+path of the numpy backend, as for the mixture kernels), torch tensors through the array code of
+:func:`_normals_xp` (any device). Both call :func:`threefry2x32` itself (numba compiles the same
+Python function) and evaluate Box--Muller with the same operations in the same order, so the bits
+are identical and the normals agree to an ulp of the backends' log/cos/sin (parity tests in
+``tests/samplers/test_indexed_noise.py``).
+
 Counter layout: c0 = the global particle index i (< 2^32), c1 = 2 (k P + p) + r with
 P = ceil(d / 2) coordinate pairs, p = j // 2 the pair and r in {0, 1} which uniform of the pair;
 so c1 < 2^32 bounds steps x d (:func:`check_counter_room`). Key: the 64-bit seed split into two
@@ -23,6 +31,9 @@ so c1 < 2^32 bounds steps x d (:func:`check_counter_room`). Key: the 64-bit seed
 from __future__ import annotations
 
 import math
+
+import numpy as np
+from numba import njit, prange
 
 from .._validation import is_torch
 
@@ -64,6 +75,11 @@ def _uniform53(w0, w1):
     return (w0 << 21) | (w1 >> 11)
 
 
+def _unit(f):
+    """The uniform in (0, 1) of a 53-bit integer already converted to float64 (exact: < 2^53)."""
+    return (f + 0.5) * (2.0 ** -53)
+
+
 def check_counter_room(n_rows_total: int, steps_total: int, d: int) -> None:
     """ValueError unless particle indices fit c0 (< 2^32) and step x pair counters fit c1."""
     if n_rows_total > 2**32:
@@ -81,8 +97,6 @@ def particle_rows(row0: int, n: int, like):
         import torch
 
         return torch.arange(row0, row0 + n, dtype=torch.int64, device=like.device)
-    import numpy as np
-
     return np.arange(row0, row0 + n, dtype=np.int64)
 
 
@@ -91,19 +105,71 @@ def indexed_normals(seed: int, rows, step: int, d: int):
     particle indices, e.g. :func:`particle_rows`) at step ``step``, coordinates j < d: shape
     (n, d), float64 in ``rows``' backend and device. ``step``: an int, or a 0-d int64 tensor on
     ``rows``' device (no host sync)."""
+    if is_torch(rows):
+        return _normals_xp(seed, rows, step, d)
+    return indexed_normals_steps(seed, rows, int(step), 1, d)[0]
+
+
+def indexed_normals_steps(seed: int, rows, step0: int, n_steps: int, d: int) -> np.ndarray:
+    """The normals of steps step0 .. step0 + n_steps - 1 for numpy ``rows`` at once: float64
+    (n_steps, n, d), from the compiled kernel (particles in parallel)."""
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    out = np.empty((int(n_steps), rows.shape[0], int(d)))
+    k0, k1 = _key(seed)
+    _normals_numba(k0, k1, rows, int(step0), out)
+    return out
+
+
+def _key(seed: int):
+    """The two 32-bit key words of a 64-bit seed."""
+    return int(seed) & MASK32, (int(seed) >> 32) & MASK32
+
+
+def _normals_xp(seed: int, rows, step, d: int):
+    """:func:`indexed_normals` as array operations on numpy or torch (the torch route; on numpy
+    the independent reference of the compiled kernel in the tests)."""
     xp = _namespace(rows)
     pairs = (d + 1) // 2
-    k0, k1 = int(seed) & MASK32, (int(seed) >> 32) & MASK32
+    k0, k1 = _key(seed)
     c0 = rows.reshape(-1, 1)                                     # (n, 1)
     lane = particle_rows(0, 2 * pairs, rows)                     # (2P,): pair p, uniform r
     c1 = (step * (2 * pairs) + lane).reshape(1, -1)              # (1, 2P)
     w0, w1 = threefry2x32(k0, k1, c0, c1)                        # (n, 2P) each
-    u = (_float64(_uniform53(w0, w1)) + 0.5) * (2.0 ** -53)      # exact: < 2^53
+    u = _unit(_float64(_uniform53(w0, w1)))                      # (n, 2P) in (0, 1)
     u1, u2 = u[:, 0::2], u[:, 1::2]                              # (n, P) each
     rad = xp.sqrt(-2.0 * xp.log(u1))
     ang = TWO_PI * u2
     z = xp.stack((rad * xp.cos(ang), rad * xp.sin(ang)), -1)   # (n, P, 2) -> (n, 2P)
     return z.reshape(z.shape[0], 2 * pairs)[:, :d]
+
+
+# the same Python functions, compiled (their module constants are frozen at compile time)
+_threefry_nb = njit(cache=True, inline="always")(threefry2x32)
+_uniform53_nb = njit(cache=True, inline="always")(_uniform53)
+_unit_nb = njit(cache=True, inline="always")(_unit)
+
+
+@njit(parallel=True, cache=True)
+def _normals_numba(k0, k1, rows, step0, out):  # pragma: no cover
+    """out[s, i, j] = the normal of particle rows[i] at step step0 + s, coordinate j: the
+    counters, 53-bit uniforms and Box--Muller of :func:`_normals_xp`, per particle in parallel."""
+    n_steps, n, d = out.shape
+    pairs = (d + 1) // 2
+    for i in prange(n):
+        c0 = rows[i]
+        for s in range(n_steps):
+            base = (step0 + s) * (2 * pairs)
+            for p in range(pairs):
+                a0, a1 = _threefry_nb(k0, k1, c0, base + 2 * p)
+                b0, b1 = _threefry_nb(k0, k1, c0, base + 2 * p + 1)
+                u1 = _unit_nb(float(_uniform53_nb(a0, a1)))
+                u2 = _unit_nb(float(_uniform53_nb(b0, b1)))
+                # Box--Muller, the operations of _normals_xp in the same order
+                rad = math.sqrt(-2.0 * math.log(u1))
+                ang = TWO_PI * u2
+                out[s, i, 2 * p] = rad * math.cos(ang)
+                if 2 * p + 1 < d:
+                    out[s, i, 2 * p + 1] = rad * math.sin(ang)
 
 
 def _namespace(a):

@@ -179,7 +179,7 @@ def run_fused(form, x, grid, alpha, beta, sigma, *, seed, noise, save, disable, 
         for lo, hi in zip(cuts[:-1], cuts[1:]):
             z = None
             if isinstance(noise, IndexedNoise) and np.any(sigma[lo:hi] > 0):
-                z = np.stack([noise.normals(particle_offset, k, loop.x) for k in range(lo, hi)])
+                z = noise.normals_steps(particle_offset, lo, hi - lo, loop.x)
             elif noise is not None and np.any(sigma[lo:hi] > 0):
                 z = np.stack([np.asarray(noise.increment(float(grid[k]), float(grid[k + 1])))
                               / math.sqrt(float(grid[k] - grid[k + 1])) for k in range(lo, hi)])

@@ -52,6 +52,9 @@ def test_threefry_matches_the_random123_known_answers_on_every_backend():
         ten = threefry.threefry2x32(k0, k1, torch.tensor([c0], dtype=torch.int64),
                                     torch.tensor([c1], dtype=torch.int64))
         assert [int(a[0]) for a in ten] == list(want)
+        # the compiled copy of the same function (the numpy route's kernel)
+        nb = threefry._threefry_nb(*(np.int64(v) for v in (k0, k1, c0, c1)))
+        assert [int(a) for a in nb] == list(want)
 
 
 def test_the_known_answer_test_sees_a_planted_rotation(monkeypatch):
@@ -310,31 +313,92 @@ def test_save_at_segments_keep_the_global_step_index(route):
     assert np.array_equal(shots[0], head)
 
 
+def _like(backend, shape):
+    if backend == "torch":
+        return _torch().zeros(shape, dtype=_torch().float64)
+    return np.zeros(shape)
+
+
+def _as_numpy(z):
+    return z.numpy() if hasattr(z, "numpy") else z
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("d", [1, 2, 3, 4, 5, 6])
-def test_every_particle_step_and_coordinate_gets_its_own_normal(d):
+def test_every_particle_step_and_coordinate_gets_its_own_normal(d, backend):
     """The counter layout is injective: over 3 particles x 4 steps x d coordinates no two normals
-    coincide (a layout where steps or coordinates share counters repeats values exactly)."""
+    coincide (a layout where steps or coordinates share counters repeats values exactly); on the
+    compiled kernel (numpy) and the array code (torch)."""
     noise = IndexedNoise(5)
-    like = np.zeros((3, d))
-    z = np.concatenate([noise.normals(0, k, like).ravel() for k in range(4)])
+    like = _like(backend, (3, d))
+    z = np.concatenate([_as_numpy(noise.normals(0, k, like)).ravel() for k in range(4)])
     assert np.unique(z).size == z.size
 
 
 def test_the_injectivity_check_sees_a_colliding_layout(monkeypatch):
     """Planted error: c1 = k (2P - 2) + lane makes step k + 1 repeat step k's counters when
-    d <= 2 (P = 1); the uniqueness check above fails on it."""
+    d <= 2 (P = 1); the uniqueness check above fails on it (planted in the array code, which
+    calls threefry2x32 by name; the compiled kernel is held to it by the parity test below)."""
     orig = threefry.threefry2x32
-    seen = {}
 
     def colliding(k0, k1, c0, c1):
         return orig(k0, k1, c0, c1 % 2)  # every step's lanes fold onto step 0's (P = 1)
 
     monkeypatch.setattr(threefry, "threefry2x32", colliding)
     noise = IndexedNoise(5)
-    like = np.zeros((3, 2))
-    z = np.concatenate([noise.normals(0, k, like).ravel() for k in range(4)])
-    seen["unique"] = np.unique(z).size
-    assert seen["unique"] < z.size
+    like = _like("torch", (3, 2))
+    z = np.concatenate([_as_numpy(noise.normals(0, k, like)).ravel() for k in range(4)])
+    assert np.unique(z).size < z.size
+
+
+def _kernel_vs_array_code(seed, row0, step0, n_steps, n, d):
+    """Worst |compiled kernel - array code| over a block of steps, and whether the block equals
+    the per-step calls exactly."""
+    noise = IndexedNoise(seed)
+    like = np.zeros((n, d))
+    block = noise.normals_steps(row0, step0, n_steps, like)
+    rows = threefry.particle_rows(row0, n, like)
+    ref = np.stack([threefry._normals_xp(seed, rows, step0 + k, d) for k in range(n_steps)])
+    per_step = np.stack([noise.normals(row0, step0 + k, like) for k in range(n_steps)])
+    return float(np.max(np.abs(block - ref))), np.array_equal(block, per_step)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 5, 8])
+def test_the_compiled_kernel_equals_the_array_code(d):
+    """numpy's normals come from the numba kernel, torch's from the array code: the same bits,
+    then log/cos/sin of two libms, so they agree to a few ulp of |z| <= 8.66: 1e-14 absolute.
+    Large row offsets and steps exercise the high counter bits."""
+    for seed, row0, step0 in ((0, 0, 0), (2**63 + 12345, 2**31 + 7, 1000), (7, 2**32 - 300, 3)):
+        worst, same = _kernel_vs_array_code(seed, row0, step0, 3, 257, d)
+        assert np.isfinite(worst) and worst < 1e-14, (seed, row0, step0, worst)
+        assert same
+
+
+def test_the_kernel_parity_sees_a_planted_kernel(monkeypatch):
+    """Planted error: the kernel's output 1e-12 relative off (its Python body, then scaled);
+    the parity test's 1e-14 fails on it, and a NaN fails it too."""
+    orig = threefry._normals_numba
+
+    def planted(scale):
+        def kernel(k0, k1, rows, step0, out):
+            orig(k0, k1, rows, step0, out)
+            out *= scale
+        return kernel
+
+    for scale in (1.0 + 1e-12, np.nan):
+        monkeypatch.setattr(threefry, "_normals_numba", planted(scale))
+        worst, _ = _kernel_vs_array_code(3, 5, 2, 2, 64, 3)
+        assert not (np.isfinite(worst) and worst < 1e-14)
+
+
+def test_normals_steps_validates_and_handles_no_steps():
+    noise = IndexedNoise(1)
+    assert noise.normals_steps(0, 4, 0, np.zeros((5, 2))).shape == (0, 5, 2)
+    torch = _torch()
+    t = noise.normals_steps(3, 4, 2, torch.zeros((5, 2), dtype=torch.float32))
+    assert t.shape == (2, 5, 2) and t.dtype == torch.float32
+    with pytest.raises(ValueError, match="n_steps"):
+        noise.normals_steps(0, 0, -1, np.zeros((5, 2)))
 
 
 def test_normals_refuse_counters_that_would_wrap():
