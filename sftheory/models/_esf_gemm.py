@@ -320,7 +320,7 @@ def check_budget(budget_bytes):
 @source("SM", "Sec. 2; eq. (6), (14), (19)", "sm.esf", "core.models.tweedie")
 def evaluate_empirical(nx, x, m, v, posterior: bool, store, *, form: str = "auto",
                        budget_bytes: int | None = None, tol: float | None = None,
-                       engine: str = "auto", precision: str = "exact"):
+                       engine: str = "auto", precision: str = "exact", check_finite: bool = True):
     r"""(log p (N,), score or posterior mean (N, d)) of the isotropic mixture
     :math:`\frac1n\sum_j \mathcal N(m s\, y_j, (m^2 var0 + v) I)` at points x (N, d) (validated,
     backend ``nx``), (m, v) floats or (N,) numpy arrays with m^2 var0 + v > 0.
@@ -341,7 +341,11 @@ def evaluate_empirical(nx, x, m, v, posterior: bool, store, *, form: str = "auto
     ("fp16-fast", "bf16-fast", "tf32-fast": centred points, one half/TF32 GEMM, one float32
     softmax, one GEMM; its prepared keys are cached in the store per device and precision;
     error model in :func:`fast_logit_error`; on CUDA the first call compiles the weight kernel,
-    ~13 s, and each call ends with one finiteness check).
+    ~13 s, and each call ends with one finiteness check: a host sync, which a caller that checks
+    its outputs itself, such as a sampler's device loop, turns off with ``check_finite=False``).
+
+    Host syncs on an accelerator: ``form="auto"`` decides the form per query on the host (one
+    (N,) bool copy per call); ``"expanded"`` and the fast precisions decide nothing.
     """
     if engine not in ("auto", "torch"):
         raise ValueError(f"engine must be 'auto' or 'torch', got {engine!r}")
@@ -376,10 +380,12 @@ def evaluate_empirical(nx, x, m, v, posterior: bool, store, *, form: str = "auto
     # |x|^2 = inf far away (|x| ~ 1e155) is handled: such rows take the difference form and the
     # nearest-point limit; 0 * inf of rows that did not overflow is discarded
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _evaluate(nx, x, m, v, posterior, store, form, budget, tol, precision)
+        return _evaluate(nx, x, m, v, posterior, store, form, budget, tol, precision,
+                         check_finite)
 
 
-def _evaluate(nx, x, m, v, posterior, store, form, budget, tol, precision="exact"):
+def _evaluate(nx, x, m, v, posterior, store, form, budget, tol, precision="exact",
+              check_finite=True):
     n_q, d = x.shape
     s, var0 = store.scale, store.var0
     per_row = not isinstance(m, float)
@@ -407,7 +413,7 @@ def _evaluate(nx, x, m, v, posterior, store, form, budget, tol, precision="exact
         if prep is None:
             prep = store._shared[ck] = prepare_fast_keys(keys, prec)
         lse, ybar = lse_average_fast(xc, keys, a, w, precision=prec, budget_bytes=budget,
-                                     prepared=prep)
+                                     prepared=prep, check_finite=check_finite)
         form = "fast"
     elif form == "auto":
         wide = xc.dtype in (np.float64, getattr(nx, "torch", np).float64)
@@ -1163,12 +1169,32 @@ def _split_lowp(v, precision: str):
     return hi, (v - hi.float()).to(dt)
 
 
-def _split_scalar(val: float, precision: str):
-    """:func:`_split_lowp` of one Python float, on the host (no device tensor, no sync)."""
-    import torch
+def _round_scalar(v32: np.float32, precision: str) -> np.float32:
+    """One float32 rounded to the GEMM format of ``precision`` as torch's ``.to()`` does it
+    (round to nearest even; fp16 overflows to inf) or, for tf32, truncated as
+    :func:`_split_lowp` does; numpy only, so a host scalar never becomes a tensor."""
+    if precision == "fp16":
+        with np.errstate(over="ignore"):
+            return np.float32(np.float16(v32))
+    bits = np.array(v32, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    if precision == "tf32":
+        return np.array(bits & 0xFFFFE000, dtype=np.uint32).view(np.float32)[()]
+    if not np.isfinite(v32):
+        return np.float32(v32)
+    # bf16: keep the top 16 bits, rounding to nearest even (carries into the exponent as needed)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return np.array(bits, dtype=np.uint32).view(np.float32)[()]
 
-    hi, lo = _split_lowp(torch.tensor([float(val)], dtype=torch.float32), precision)
-    return float(hi.float()[0]), float(lo.float()[0])
+
+def _split_scalar(val: float, precision: str):
+    """:func:`_split_lowp` of one Python float, on the host in numpy (no tensor at all, so no
+    conversion that could synchronize): (hi, lo) as Python floats."""
+    v = np.float32(val)
+    hi = _round_scalar(v, precision)
+    with np.errstate(invalid="ignore"):  # inf - inf = nan, as torch
+        lo = np.float32(v - hi)
+    lo = lo if precision == "tf32" else _round_scalar(lo, precision)
+    return float(hi), float(lo)
 
 
 def prepare_fast_keys(keys, precision: str, *, center=None) -> dict:

@@ -56,13 +56,17 @@ class EmpiricalParams(MixtureParams):
     def diffused(self, m: float, v: float) -> "EmpiricalParams":
         return EmpiricalParams(self.store.rescaled(m, v), self.precision, self.budget_bytes)
 
-    def evaluate(self, x, nx, m, v, posterior: bool, impl: str | None = None):
+    def evaluate(self, x, nx, m, v, posterior: bool, impl: str | None = None,
+                 check_finite: bool = True):
+        """(log p, score or posterior mean) on the stored points with the law's precision and
+        budget; ``check_finite=False`` skips the fast routes' finiteness check (a host sync) for
+        callers that check their outputs themselves."""
         impl = kernel_impl() if impl is None else check_impl(impl)
         if impl == "numpy" or (nx.is_torch and x.requires_grad):
             return self._reference().evaluate(x, nx, m, v, posterior, impl=impl)
         precision = self.precision if nx.is_torch else "exact"
         return evaluate_empirical(nx, x, m, v, posterior, self.store, precision=precision,
-                                  budget_bytes=self.budget_bytes)
+                                  budget_bytes=self.budget_bytes, check_finite=check_finite)
 
 
 class _EmpiricalMarginal(GaussianMixture):

@@ -171,8 +171,10 @@ def _torch_score(field, x, t):
         if field._needs_positive_t and v <= 0:  # pragma: no cover - ts[:-1] > 0 always
             raise ValueError(f"t must be > 0: {type(field.law).__name__} has no density at t = 0")
         if _fused.is_empirical(field):  # the law's GEMM engine and precision, bounded memory
+            # (finiteness is checked by the loop; form "auto" on an accelerator still decides
+            # the form per query on the host, one sync a step: see evaluate_empirical)
             return field._params.evaluate(x, get_backend(x), float(m), float(v),
-                                          posterior=False)[1]
+                                          posterior=False, check_finite=False)[1]
         return mixture_eval(x, float(m), float(v), *_fused.torch_tensors(field._params, x),
                             overflow="ignore")[1]
     if isinstance(field, WeightedField):

@@ -668,6 +668,49 @@ def test_fast_route_fp32_arithmetic_is_tight():
     assert np.all(err <= 2 * bound), (err.max(), bound.min())
 
 
+
+def _split_values():
+    """float32 values for the scalar split: random magnitudes 1e-8..1e8, format edges (fp16 max
+    and its overflow tie, bf16 carries), infinities, and exact bf16 ties (low 16 bits 0x8000)."""
+    rng = np.random.default_rng(0)
+    ties = (np.arange(1, 200, dtype=np.uint32) << 16 | 0x8000).view(np.float32)
+    return np.concatenate([rng.standard_normal(400) * 10.0 ** rng.uniform(-8, 8, 400),
+                           [0.0, -0.0, 65504.0, 65520.0, -1e9, 3.0e38, 1 + 2 ** -8, np.inf],
+                           ties, -ties])
+
+
+def _split_mismatches(split):
+    bad = 0
+    for v in _split_values():
+        for prec in ("fp16", "bf16", "tf32"):
+            h, lo = eg._split_lowp(torch.tensor([float(v)], dtype=torch.float32), prec)
+            want = np.array([float(h.float()[0]), float(lo.float()[0])])
+            got = np.array(split(float(v), prec))
+            bad += not np.array_equal(got, want, equal_nan=True)
+    return bad
+
+
+def test_scalar_split_is_the_tensor_split_without_tensors():
+    """The host split of a scalar (numpy bit arithmetic, so the fast route converts no tensor to
+    the host per call) equals torch's conversion bit for bit, ties to even included."""
+    assert _split_mismatches(eg._split_scalar) == 0
+
+
+def test_scalar_split_check_sees_round_half_up():
+    """Planted error: bf16 rounding half up instead of to even differs on the exact ties."""
+    def half_up(val, prec):
+        if prec != "bf16":
+            return eg._split_scalar(val, prec)
+        def rnd(v):
+            b = np.array(np.float32(v)).view(np.uint32).astype(np.uint64)
+            return np.array((b + 0x8000) & 0xFFFF0000, dtype=np.uint32).view(np.float32)[()]
+        v = np.float32(val)
+        if not np.isfinite(v):
+            return eg._split_scalar(val, prec)
+        hi = rnd(v)
+        return float(hi), float(rnd(np.float32(v - hi)))
+    assert _split_mismatches(half_up) > 0
+
 @pytest.mark.parametrize("plant", ["a", "center", "nan"])
 def test_fast_route_planted_errors_are_caught(plant, monkeypatch):
     """Planted errors against the float32 bound of the previous test: (a) the scale a 0.1 % off
