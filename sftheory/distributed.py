@@ -29,7 +29,10 @@ raises the same ValueError on every rank instead of hanging a collective.
   rank order: no cancellation).
 * :func:`fusion_quadratic` -- the ScoreFusion quadratic ([SF] eq. (10), Alg. 1) from per-draw
   contributions (:func:`sftheory.fusion.dsm_contributions`) held by all ranks: G, b, c with their
-  standard errors and the simplex QP solution, identical on every rank.
+  standard errors and the simplex QP solution, identical on every rank. Draw them with
+  :func:`sftheory.fusion.fusion_draws` (seed, start = ``shard(n_mc).start``): counter-based draws
+  keyed by global draw index, so the merged estimate equals the one-process
+  ``score_fusion(..., draws="indexed", seed=seed)`` to rounding.
 
 Launch with ``torchrun --nproc-per-node=N script.py`` (the script calls
 ``torch.distributed.init_process_group("gloo" or "nccl")``); see the README.
@@ -394,7 +397,9 @@ def fusion_quadratic(S, z, v, gamma, *, group=None):
     r"""The ScoreFusion quadratic l(lambda) = lambda^T G lambda - 2 b^T lambda + c ([SF] eq. (10)
     with the DSM target, Alg. 1) from Monte Carlo draws spread over the ranks: this rank's
     auxiliary scores ``S`` (n_r, k, d) at its draws, noises ``z`` (n_r, d), variances ``v`` and
-    weights ``gamma`` (n_r,) (as :func:`sftheory.fusion.score_fusion` draws them). Per-draw terms
+    weights ``gamma`` (n_r,) (as :func:`sftheory.fusion.score_fusion` draws them; with
+    :func:`sftheory.fusion.fusion_draws` at this rank's global offset the result is the
+    one-process estimate). Per-draw terms
     by :func:`sftheory.fusion.dsm_contributions`, means and standard errors by :func:`mc_mean`.
 
     Returns a dict: ``gram`` (k, k) symmetrized, ``gram_se``, ``linear`` (k,), ``linear_se``,

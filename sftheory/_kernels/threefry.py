@@ -120,6 +120,29 @@ def indexed_normals_steps(seed: int, rows, step0: int, n_steps: int, d: int) -> 
     return out
 
 
+def indexed_bits53(seed: int, rows, step: int):
+    """The 53-bit integers (n,) int64 of counters (rows, step): one Threefry block per row, in
+    ``rows``' backend and device (random sort keys: a permutation is their argsort)."""
+    k0, k1 = _key(seed)
+    w0, w1 = threefry2x32(k0, k1, rows, step)
+    return _uniform53(w0, w1)
+
+
+def indexed_uniforms(seed: int, rows, step: int):
+    """Uniforms (n,) float64 in (0, 1) (never 0 or 1) of counters (rows, step):
+    :func:`_unit` of :func:`indexed_bits53`, in ``rows``' backend and device."""
+    return _unit(_float64(indexed_bits53(seed, rows, step)))
+
+
+def substream_seed(seed: int, stream: int) -> int:
+    """A 64-bit seed for an independent stream ``stream`` (an int in [0, 2^32)) of one seed:
+    the Threefry block of counter (stream, 2^32 - 1) under the seed's key (the last c1 of the
+    counter space)."""
+    k0, k1 = _key(seed)
+    w0, w1 = threefry2x32(k0, k1, int(stream) & MASK32, MASK32)
+    return int(w0) | (int(w1) << 32)
+
+
 def _key(seed: int):
     """The two 32-bit key words of a 64-bit seed."""
     return int(seed) & MASK32, (int(seed) >> 32) & MASK32

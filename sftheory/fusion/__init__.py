@@ -18,10 +18,12 @@ from ._vanilla import gaussian_log_ref_expectations as gaussian_log_ref_expectat
 from ._vanilla import gaussian_log_ref_moments as gaussian_log_ref_moments
 from ._vanilla import lse_moments_nx as lse_moments_nx
 from ._vanilla import vanilla_fusion as vanilla_fusion
+from ._score_fusion import FusionDraws as FusionDraws
 from ._score_fusion import ScoreFusionResult as ScoreFusionResult
 from ._score_fusion import SimplexQPResult as SimplexQPResult
 from ._score_fusion import dsm_contributions as dsm_contributions
 from ._score_fusion import dsm_loss as dsm_loss
+from ._score_fusion import fusion_draws as fusion_draws
 from ._score_fusion import score_fusion as score_fusion
 from ._score_fusion import simplex_qp as simplex_qp
 
@@ -30,4 +32,4 @@ __all__ = ["barycenter", "KLBarycenter", "gaussian_barycenter_params", "gaussian
            "VanillaFusionResult", "FusionObjective", "gaussian_log_ref_moments",
            "gaussian_log_ref_expectations", "barycenter_sampler_terminal_law", "score_fusion",
            "ScoreFusionResult", "simplex_qp", "SimplexQPResult", "dsm_contributions",
-           "dsm_loss", "lse_moments_nx"]
+           "dsm_loss", "lse_moments_nx", "fusion_draws", "FusionDraws"]

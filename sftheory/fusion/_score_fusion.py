@@ -44,9 +44,15 @@ torch. ``target_samples`` given as a torch tensor (float32/float64, CPU or CUDA)
 Carlo on its device and in its dtype: the forward draws x_t, the auxiliaries' scores (exact paths,
 torch ``nn.Module`` networks, callables on tensors), the per-draw terms (:func:`dsm_contributions`)
 and their means G, b, c stay there; only G, b, c (k x k) come to the host, where the simplex QP is
-solved. The random numbers (mini-batch indices, t, z) come from the one numpy Generator of
-``seed`` on both routes, so a numpy and a torch run with the same seed use identical draws (they
-are moved to the device per batch; the score tensors are never copied back).
+solved. The random numbers (mini-batch indices, t, z) come, by default
+(``draws="generator"``), from the one numpy Generator of ``seed`` on both routes, so a numpy and
+a torch run with the same seed use identical draws (they are moved to the device per batch; the
+score tensors are never copied back). With ``draws="indexed"`` they are counter-based instead
+(:func:`fusion_draws`): draw j's noise z_j, time t_j and target index are pure functions of
+(seed, j), computed where the target lives (z and the epoch permutations on its device, t on the
+host), so nothing of size (n, d) crosses to the device, the numpy and torch routes still draw the
+same numbers, and a Monte Carlo split across processes by global draw index
+(:func:`sftheory.distributed.fusion_quadratic`) equals the one-process estimate.
 """
 from __future__ import annotations
 
@@ -359,6 +365,166 @@ class _Draws:
         return t, v, z, xt, gam
 
 
+class _IndexedDraws(_Draws):
+    """The draws of :class:`_Draws` as pure functions of (seed, global draw index j), from
+    counter-based streams (:mod:`sftheory._kernels.threefry`) of four independent substreams of
+    ``seed``: 1 the normals z_j (IndexedNoise's layout, row j, step 0), 2 the uniforms u_j of
+    t_j = T~ (1 - u_j) (host), 3 the epoch permutations (epoch e = j // n sorts the n targets by
+    the 53-bit keys of (row i, step e); draw j takes position j mod n), 4 the bootstrap
+    resamples. ``start``: the global index of the first draw (a shard's offset)."""
+
+    def __init__(self, X, process, T_tilde, batch_size, gamma, seed: int, start: int = 0):
+        from .._kernels.threefry import substream_seed
+
+        self.X, self.process, self.T_tilde = X, process, T_tilde
+        self.batch_size, self.gamma, self.seed = batch_size, gamma, int(seed)
+        self._next = int(start)
+        self._sub = {s: substream_seed(self.seed, s) for s in (1, 2, 3, 4)}
+        self._epoch, self._perm = -1, None
+
+    def _permutation(self, epoch: int):
+        from .._kernels.threefry import indexed_bits53, particle_rows
+
+        if epoch != self._epoch:
+            keys = indexed_bits53(self._sub[3], particle_rows(0, self.X.shape[0], self.X), epoch)
+            nx = get_backend(self.X)
+            self._perm = nx.torch.argsort(keys, stable=True) if nx.is_torch else \
+                np.argsort(keys, kind="stable")
+            self._epoch = epoch
+        return self._perm
+
+    def _indices_at(self, j0: int, n: int):
+        n_t = self.X.shape[0]
+        out, j = [], j0
+        while j < j0 + n:
+            e, pos = divmod(j, n_t)
+            take = min(j0 + n - j, n_t - pos)
+            out.append(self._permutation(e)[pos:pos + take])
+            j += take
+        nx = get_backend(self.X)
+        return out[0] if len(out) == 1 else nx.concat(out)
+
+    def batch(self, n):
+        from .._kernels.threefry import (check_counter_room, indexed_normals, indexed_uniforms,
+                                         particle_rows)
+
+        j0 = self._next
+        check_counter_room(j0 + n, 1, self.X.shape[1])
+        if (j0 + n - 1) // self.X.shape[0] >= 2**32:
+            raise ValueError("indexed fusion draws support at most 2^32 epochs of the targets")
+        self._next += n
+        idx = self._indices_at(j0, n)
+        t = self.T_tilde * (1.0 - indexed_uniforms(self._sub[2], particle_rows(j0, n, None), 0))
+        m, v = self.process.conditional_many(t)
+        gam = self.gamma(t, v)
+        z = indexed_normals(self._sub[1], particle_rows(j0, n, self.X), 0, self.X.shape[1])
+        nx = get_backend(self.X)
+        if nx.is_torch:
+            m, v, gam = (nx.asarray(np.asarray(a, dtype=np.float64), like=self.X)
+                         for a in (m, v, gam))
+            z = z.to(self.X.dtype)
+        xt = m[:, None] * self.X[idx] + nx.sqrt(v)[:, None] * z
+        return t, v, z, xt, gam
+
+    def bootstrap_indices(self, r: int, n_mc: int, like):
+        """Replicate r's resample of n_mc draws with replacement: floor(u n_mc) of substream 4,
+        rows 0 .. n_mc - 1 at step r, in ``like``'s backend and device."""
+        from .._kernels.threefry import indexed_uniforms, particle_rows
+
+        u = indexed_uniforms(self._sub[4], particle_rows(0, n_mc, like), r)
+        if is_torch(like):  # u < 1, but u n_mc can round up to n_mc
+            return (u * n_mc).floor().long().clamp(max=n_mc - 1)
+        return np.minimum(np.floor(u * n_mc).astype(np.int64), n_mc - 1)
+
+
+def _check_target(target_samples, device=None):
+    """(X (n, d), device): the target samples validated on their backend (a torch tensor stays on
+    its device, never copied back) and the device of the torch computations."""
+    if is_torch(target_samples):
+        X = _check_torch_input(target_samples, "target_samples").detach()
+        if X.ndim not in (1, 2):
+            raise ValueError(f"target_samples must have 1 or 2 dimension(s), got shape "
+                             f"{tuple(X.shape)}")
+        if not bool(X.isfinite().all()):
+            raise ValueError("target_samples contains NaN or infinite values")
+        device = _check_device(device, X)
+    else:
+        X = as_float_array(target_samples, "target_samples", ndim=(1, 2))
+        device = "cpu" if device is None else device
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.shape[0] < 1:
+        raise ValueError("target_samples must contain at least one sample")
+    return X, device
+
+
+def _check_horizon(process, T_tilde, T=None) -> float:
+    """T~ as a float: finite, > 0, below T when given, and inside the process's time domain."""
+    if not isinstance(process, LinearSDE):
+        raise ValueError(f"process must be a sftheory.processes process, got {process!r}")
+    if isinstance(T_tilde, (bool, np.bool_)) or not isinstance(T_tilde, numbers.Real) \
+            or not math.isfinite(float(T_tilde)) or float(T_tilde) <= 0:
+        raise ValueError(f"T_tilde must be a finite number > 0, got {T_tilde!r}")
+    T_tilde = float(T_tilde)
+    if T is not None:
+        if isinstance(T, (bool, np.bool_)) or not isinstance(T, numbers.Real) \
+                or not math.isfinite(float(T)) or float(T) <= 0:
+            raise ValueError(f"T must be None or a finite number > 0, got {T!r}")
+        if not T_tilde < float(T):
+            raise ValueError(f"T_tilde must lie in (0, T): got T_tilde = {T_tilde} >= T = {T}")
+    try:
+        process.conditional(T_tilde)
+    except ValueError as exc:
+        raise ValueError(f"T_tilde = {T_tilde}: {exc}") from None
+    return T_tilde
+
+
+@dataclass(frozen=True)
+class FusionDraws:
+    """Monte Carlo draws of the ScoreFusion regression ([SF] Alg. 1, line 6): times ``t`` (n,)
+    (numpy, on the host), forward variances ``v`` (n,), noises ``z`` (n, d), noised targets
+    ``x_t = m(t) X_0 + sqrt(v) z`` (n, d) and weights ``gamma`` (n,), the last four in the
+    target's backend, dtype and device. ``start``: the global index of the first draw."""
+    t: object
+    v: object
+    z: object
+    x_t: object
+    gamma: object
+    start: int
+
+
+def fusion_draws(target_samples, process, T_tilde, n: int, *, seed: int, start: int = 0,
+                 weighting=None) -> FusionDraws:
+    """Draws ``start`` .. ``start + n - 1`` of the counter-based stream of
+    ``score_fusion(..., draws="indexed", seed=seed)``: each draw a pure function of (seed, global
+    draw index), computed on the target's device, so ranks that each draw their own index range
+    (``start = shard(n_mc).start``) and merge with :func:`sftheory.distributed.fusion_quadratic`
+    reproduce the one-process estimate. With the auxiliaries' scores S at (x_t, t),
+    :func:`dsm_contributions` (S, z, v, gamma) are the per-draw terms of G, b, c.
+
+    ``seed``: an integer in [0, 2^64); ``weighting``: as in :func:`score_fusion`."""
+    X, _ = _check_target(target_samples)
+    T_tilde = _check_horizon(process, T_tilde)
+    n = _check_int(n, "n", 1)
+    start = _check_int(start, "start", 0)
+    if seed is None:
+        raise ValueError("fusion_draws needs an integer seed (the ranks must agree on it)")
+    _, gamma = _weighting(weighting, process)
+    src = _IndexedDraws(X, process, T_tilde, n, gamma, _indexed_seed(seed), start=start)
+    t, v, z, xt, gam = src.batch(n)
+    return FusionDraws(t=t, v=v, z=z, x_t=xt, gamma=gam, start=start)
+
+
+def _indexed_seed(seed) -> int:
+    """An integer seed in [0, 2^64) for the counter-based draws (None: a fresh one)."""
+    from ..samplers import IndexedNoise
+
+    if isinstance(seed, np.random.Generator):
+        raise ValueError("draws='indexed' needs an integer seed (or None), not a numpy Generator: "
+                         "the counter-based streams are keyed by an integer")
+    return IndexedNoise(seed).seed
+
+
 def _eval_scores(fields, xt, t):
     """S (n, k, d): every auxiliary at (x_t, t), checked (shape and finiteness by the field), in
     x_t's backend (a torch x_t gives a tensor on its device: the field must return x_t's backend
@@ -515,7 +681,7 @@ def _softmax_sgd(fields, draws, k, steps, lr, batch_size, init, device):
 def score_fusion(scores, target_samples, process, T_tilde, *, T=None, method: str = "exact",
                  weighting=None, batch_size: int | None = None, n_mc: int = N_MC, seed=None,
                  steps: int = 2000, lr: float = 0.05, init=None, n_boot: int = N_BOOT,
-                 device=None) -> ScoreFusionResult:
+                 device=None, draws: str = "generator") -> ScoreFusionResult:
     r"""ScoreFusion ([SF] Algorithm 1, phase I): fit the weights lambda of the auxiliary scores to
     target samples by the regression (10) over t ~ U[0, T~], with denoising score matching.
 
@@ -549,6 +715,14 @@ def score_fusion(scores, target_samples, process, T_tilde, *, T=None, method: st
     n_mc : int
         Monte Carlo draws for G, b, c and the loss (both methods).
     seed : int, numpy Generator or None
+        With ``draws="indexed"``: an integer in [0, 2^64) or None (a fresh one, kept in
+        ``diagnostics["seed"]``).
+    draws : {"generator", "indexed"}
+        Where the random numbers come from: ``"generator"`` the numpy Generator of ``seed`` on the
+        host (the records' numbers); ``"indexed"`` the counter-based streams of
+        :func:`fusion_draws` (computed on the target's device; the same numbers on every
+        backend and under any split of the draws by global index). The two are different
+        Monte Carlo samples of the same estimator.
     n_boot : int
         Bootstrap resamples of the per-draw terms for ``diagnostics["weights_se"]`` (0: off).
     device : None or a torch device
@@ -562,40 +736,11 @@ def score_fusion(scores, target_samples, process, T_tilde, *, T=None, method: st
         errors, ``.diagnostics``; ``.field()`` is the fused score for the samplers (phase II).
     """
     t0 = time.perf_counter()
-    if is_torch(target_samples):  # the torch route: validated on its device, never copied back
-        X = _check_torch_input(target_samples, "target_samples").detach()
-        if X.ndim not in (1, 2):
-            raise ValueError(f"target_samples must have 1 or 2 dimension(s), got shape "
-                             f"{tuple(X.shape)}")
-        if not bool(X.isfinite().all()):
-            raise ValueError("target_samples contains NaN or infinite values")
-        device = _check_device(device, X)
-    else:
-        X = as_float_array(target_samples, "target_samples", ndim=(1, 2))
-        device = "cpu" if device is None else device
-    if X.ndim == 1:
-        X = X[:, None]
+    X, device = _check_target(target_samples, device)
     n, d = X.shape
-    if n < 1:
-        raise ValueError("target_samples must contain at least one sample")
-    if not isinstance(process, LinearSDE):
-        raise ValueError(f"process must be a sftheory.processes process, got {process!r}")
     fields = _as_fields(scores, process, d)
     k = len(fields)
-    if isinstance(T_tilde, (bool, np.bool_)) or not isinstance(T_tilde, numbers.Real) \
-            or not math.isfinite(float(T_tilde)) or float(T_tilde) <= 0:
-        raise ValueError(f"T_tilde must be a finite number > 0, got {T_tilde!r}")
-    T_tilde = float(T_tilde)
-    if T is not None:
-        if isinstance(T, (bool, np.bool_)) or not isinstance(T, numbers.Real) \
-                or not math.isfinite(float(T)) or float(T) <= 0:
-            raise ValueError(f"T must be None or a finite number > 0, got {T!r}")
-        if not T_tilde < float(T):
-            raise ValueError(f"T_tilde must lie in (0, T): got T_tilde = {T_tilde} >= T = {T}")
-    try:
-        process.conditional(T_tilde)
-    except ValueError as exc:
-        raise ValueError(f"T_tilde = {T_tilde}: {exc}") from None
+    T_tilde = _check_horizon(process, T_tilde, T)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if batch_size is None:
@@ -607,8 +752,15 @@ def score_fusion(scores, target_samples, process, T_tilde, *, T=None, method: st
     n_mc = _check_int(n_mc, "n_mc", 2)
     n_boot = _check_int(n_boot, "n_boot", 0)
     wname, gamma = _weighting(weighting, process)
-    rng = check_seed(seed)
-    draws = _Draws(X, process, T_tilde, batch_size, gamma, rng)
+    if draws == "generator":
+        rng = check_seed(seed)
+        source_ = _Draws(X, process, T_tilde, batch_size, gamma, rng)
+    elif draws == "indexed":
+        seed = _indexed_seed(seed)
+        source_ = _IndexedDraws(X, process, T_tilde, batch_size, gamma, seed)
+    else:
+        raise ValueError(f"draws must be 'generator' or 'indexed', got {draws!r}")
+    draws = source_
 
     # Monte Carlo estimate of the quadratic (both methods)
     Gs, bs, cs = [], [], []
@@ -636,13 +788,19 @@ def score_fusion(scores, target_samples, process, T_tilde, *, T=None, method: st
     qp = simplex_qp(G, b)
     diag = {"n_target": n, "n_mc": n_mc, "batch_size": batch_size, "k": k, "dim": d,
             "exact_weights": qp.weights, "qp": qp, "tangent_min_eig": qp.tangent_min_eig,
-            "identifiable": qp.identifiable, "seconds_estimate": t_fit - t0}
+            "identifiable": qp.identifiable, "seconds_estimate": t_fit - t0,
+            "draws": "indexed" if isinstance(draws, _IndexedDraws) else "generator"}
+    if isinstance(draws, _IndexedDraws):
+        diag["seed"] = draws.seed
     if n_boot:
         reps = np.empty((n_boot, k))
         for r in range(n_boot):
-            idx = rng.integers(0, n_mc, n_mc)
-            if nx.is_torch:
-                idx = nx.torch.as_tensor(idx, device=X.device)
+            if isinstance(draws, _IndexedDraws):
+                idx = draws.bootstrap_indices(r, n_mc, Gj)
+            else:
+                idx = draws.rng.integers(0, n_mc, n_mc)
+                if nx.is_torch:
+                    idx = nx.torch.as_tensor(idx, device=X.device)
             Gr, br = _host(Gj[idx].mean(0)), _host(bj[idx].mean(0))
             reps[r] = simplex_qp(0.5 * (Gr + Gr.T), br).weights
         diag["weights_se"] = reps.std(axis=0, ddof=1)
