@@ -122,7 +122,7 @@ def _kkt_residual(G, b, lam, scale) -> float:
     return max(stat, dual) / scale
 
 
-def _check_qp(G, b):
+def _check_qp(G, b, psd_rel_tol=1e-8):
     G = as_float_array(G, "G", ndim=2)
     b = as_float_array(b, "b", ndim=1)
     k = b.shape[0]
@@ -133,13 +133,25 @@ def _check_qp(G, b):
         raise ValueError(f"G must be symmetric (max |G - G^T| = {asym:.3g})")
     G = 0.5 * (G + G.T)
     lo = float(np.linalg.eigvalsh(G)[0])
-    if lo < -1e-8 * max(float(np.max(np.abs(G))), 1e-300):
-        raise ValueError(f"G must be positive semi-definite (smallest eigenvalue {lo:.3g})")
+    if lo < -psd_rel_tol * max(float(np.max(np.abs(G))), 1e-300):
+        raise ValueError(f"G must be positive semi-definite (smallest eigenvalue {lo:.3g}, "
+                         f"tolerance {psd_rel_tol:.3g} x max|G|)")
     return G, b, k
 
 
+def gram_psd_tolerance(k: int, d: int, n: int, eps: float) -> float:
+    r"""Relative tolerance for the smallest eigenvalue of a Monte Carlo Gram matrix
+    :math:`G_{ij} = \frac1n\sum_r \gamma_r S_i^{(r)}\cdot S_j^{(r)}` computed in a format of unit
+    roundoff ``eps``: each d-term dot product errs by <= (d + 1) eps relative and a reduction of n
+    terms by <= ~log2(n) eps (pairwise/cascade sums), relative to the mean of
+    :math:`|\gamma S_i \cdot S_j| \le \sqrt{G_{ii}G_{jj}} \le \max|G|` (Cauchy-Schwarz); the
+    eigenvalues move by <= ||dG||_2 <= k max|dG_ij|. So
+    :math:`k\,(d + 2 + \log_2 n)\,\varepsilon`, and never below simplex_qp's default 1e-8."""
+    return max(1e-8, k * (d + 2 + math.log2(max(n, 2))) * eps)
+
+
 @source("SF", "eq. (10) as a quadratic program on the simplex (Alg. 1, training phase)", "sf.alg1")
-def simplex_qp(G, b, *, rel_tol: float = 1e-9) -> SimplexQPResult:
+def simplex_qp(G, b, *, rel_tol: float = 1e-9, psd_rel_tol: float = 1e-8) -> SimplexQPResult:
     r"""Exact minimizer of :math:`q(\lambda) = \lambda^T G \lambda - 2 b^T \lambda` over the
     probability simplex, G symmetric positive semi-definite (possibly singular).
 
@@ -152,9 +164,16 @@ def simplex_qp(G, b, *, rel_tol: float = 1e-9) -> SimplexQPResult:
     simplex) the one of lowest objective, then smallest support, is returned. For k > 12, scipy's
     SLSQP followed by the same KKT check (RuntimeError when it fails).
 
-    ``rel_tol`` scales the feasibility and KKT tolerances by max(|G|, |b|).
+    ``rel_tol`` scales the feasibility and KKT tolerances by max(|G|, |b|). ``psd_rel_tol``: how
+    negative the smallest eigenvalue of G may be, relative to max|G|, before G is refused as not
+    positive semi-definite (rounding of a Gram matrix computed in float32 needs more than the
+    default: see :func:`gram_psd_tolerance`).
     """
-    G, b, k = _check_qp(G, b)
+    for name, v in (("rel_tol", rel_tol), ("psd_rel_tol", psd_rel_tol)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) \
+                or not math.isfinite(float(v)) or float(v) < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    G, b, k = _check_qp(G, b, float(psd_rel_tol))
     scale = max(float(np.max(np.abs(G))), float(np.max(np.abs(b))), 1e-300)
     tol = rel_tol * scale * k
     tmin, tmax = _tangent_eigs(G)
@@ -785,7 +804,10 @@ def score_fusion(scores, target_samples, process, T_tilde, *, T=None, method: st
             raise FloatingPointError(f"the Monte Carlo {name} term is not finite: an auxiliary "
                                      f"score or the weighting blows up on (0, T~]")
     t_fit = time.perf_counter()
-    qp = simplex_qp(G, b)
+    eps = float(np.finfo(np.float32 if nx.is_torch and X.dtype == nx.torch.float32
+                         else np.float64).eps) / 2
+    psd_tol = gram_psd_tolerance(k, d, n_mc, eps)
+    qp = simplex_qp(G, b, psd_rel_tol=psd_tol)
     diag = {"n_target": n, "n_mc": n_mc, "batch_size": batch_size, "k": k, "dim": d,
             "exact_weights": qp.weights, "qp": qp, "tangent_min_eig": qp.tangent_min_eig,
             "identifiable": qp.identifiable, "seconds_estimate": t_fit - t0,
@@ -802,7 +824,7 @@ def score_fusion(scores, target_samples, process, T_tilde, *, T=None, method: st
                 if nx.is_torch:
                     idx = nx.torch.as_tensor(idx, device=X.device)
             Gr, br = _host(Gj[idx].mean(0)), _host(bj[idx].mean(0))
-            reps[r] = simplex_qp(0.5 * (Gr + Gr.T), br).weights
+            reps[r] = simplex_qp(0.5 * (Gr + Gr.T), br, psd_rel_tol=psd_tol).weights
         diag["weights_se"] = reps.std(axis=0, ddof=1)
     if method == "exact":
         lam = qp.weights

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch", reason="torch not installed: pip install torch==2.13.0")
 
 from sftheory.fusion import (FusionObjective, KLBarycenter, barycenter,  # noqa: E402
-                             dsm_contributions, dsm_loss, score_fusion, vanilla_fusion)
+                             dsm_contributions, dsm_loss, score_fusion, simplex_qp,
+                             vanilla_fusion)
 from sftheory.models import Gaussian, GaussianMixture  # noqa: E402
 from sftheory.processes import OU, VP  # noqa: E402
 from sftheory.testing import strategies as sst  # noqa: E402
@@ -361,3 +362,30 @@ def test_score_fusion_bad_tensor_input():
         score_fusion([aux[0], lambda x, t: x.float()], x, OU(), 0.1, n_mc=100)
     with pytest.raises(ValueError, match=r"scores\[1\].*NaN"):
         score_fusion([aux[0], lambda x, t: x * float("nan")], x, OU(), 0.1, n_mc=100)
+
+
+def test_float32_gram_of_nearly_collinear_auxiliaries_passes_the_psd_check():
+    """Two auxiliaries 1e-6 apart make G singular to float32 rounding: its smallest eigenvalue
+    came out as -3e-8 to -6e-8 x max|G| (seeds 4, 5, 7, 8 of 0..9 refused at the float64 tolerance 1e-8). The
+    tolerance now follows the format (gram_psd_tolerance, derived from the dot-product and
+    reduction rounding); the float32 eigenvalue shift, measured against float64 on the same
+    draws, stays inside it."""
+    from sftheory.fusion._score_fusion import gram_psd_tolerance
+
+    aux = [Gaussian([0.0, 1.0], np.eye(2)), Gaussian([0.0, 1.0 + 1e-6], np.eye(2)),
+           Gaussian([1.0, 0.0], np.eye(2))]
+    x = np.random.default_rng(0).standard_normal((200, 2))
+    tol = gram_psd_tolerance(3, 2, 5000, float(np.finfo(np.float32).eps) / 2)
+    refused = 0
+    for seed in (4, 5, 6, 7):
+        r32 = score_fusion(aux, torch.tensor(x, dtype=torch.float32), OU(), 0.5, n_mc=5000,
+                           seed=seed, n_boot=0)
+        r64 = score_fusion(aux, x, OU(), 0.5, n_mc=5000, seed=seed, n_boot=0)
+        shift = abs(np.linalg.eigvalsh(r32.gram)[0] - np.linalg.eigvalsh(r64.gram)[0])
+        assert shift <= tol * np.abs(r64.gram).max(), (seed, shift)
+        assert abs(r32.weights.sum() - 1.0) < 1e-12 and np.all(r32.weights >= 0)
+        try:  # the float64 default tolerance refuses such matrices
+            simplex_qp(r32.gram, r32.linear)
+        except ValueError as exc:
+            refused += "positive semi-definite" in str(exc)
+    assert refused >= 1

@@ -116,6 +116,14 @@ def test_qp_bad_input():
         simplex_qp(-np.eye(2), np.ones(2))
     with pytest.raises(ValueError, match="NaN"):
         simplex_qp(np.eye(2), np.array([1.0, np.nan]))
+    for bad in (-1e-3, math.nan, True):
+        with pytest.raises(ValueError, match="psd_rel_tol"):
+            simplex_qp(np.eye(2), np.ones(2), psd_rel_tol=bad)
+    # an eigenvalue -1e-6 x max|G|: refused by default, accepted with a looser tolerance
+    G = np.diag([1.0, -1e-6])
+    with pytest.raises(ValueError, match="semi-definite"):
+        simplex_qp(G, np.ones(2))
+    assert simplex_qp(G, np.ones(2), psd_rel_tol=1e-5).weights.sum() == pytest.approx(1.0)
 
 
 # ---- Gram matrix and linear term vs closed form -------------------------------------------------
