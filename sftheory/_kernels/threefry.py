@@ -15,9 +15,10 @@ uniforms give two normals by Box--Muller,
 :math:`z_0 = \sqrt{-2\log u_1}\cos 2\pi u_2,\ z_1 = \sqrt{-2\log u_1}\sin 2\pi u_2`
 (Box & Muller 1958), evaluated in float64 (largest |z| = sqrt(2 * 54 log 2) = 8.65).
 
-Two implementations of the normals, one bit generator: numpy arrays go through the compiled
-numba kernel :func:`_normals_numba` (particles in parallel, several steps per call; the numba fast
-path of the numpy backend, as for the mixture kernels), torch tensors through the array code of
+Two implementations of the normals, one bit generator: numpy arrays always go through the
+compiled numba kernel :func:`_normals_numba` (particles in parallel, several steps per call; the
+``kernel_impl("numpy")`` switch of the mixture kernels does not apply: the array code below is
+the kernel's reference in the tests), torch tensors through the array code of
 :func:`_normals_xp` (any device). Both call :func:`threefry2x32` itself (numba compiles the same
 Python function) and evaluate Box--Muller with the same operations in the same order, so the bits
 are identical and the normals agree to an ulp of the backends' log/cos/sin (parity tests in
@@ -136,8 +137,10 @@ def indexed_uniforms(seed: int, rows, step: int):
 
 def substream_seed(seed: int, stream: int) -> int:
     """A 64-bit seed for an independent stream ``stream`` (an int in [0, 2^32)) of one seed:
-    the Threefry block of counter (stream, 2^32 - 1) under the seed's key (the last c1 of the
-    counter space)."""
+    the Threefry block of counter (stream, 2^32 - 1) under the seed's key, used as a new key
+    (Threefry output, so the substreams are unrelated streams). The block is not reserved:
+    IndexedNoise reaches c1 = 2^32 - 1 only at steps x ceil(d/2) = 2^31, and computing the same
+    bits there as noise is harmless."""
     k0, k1 = _key(seed)
     w0, w1 = threefry2x32(k0, k1, int(stream) & MASK32, MASK32)
     return int(w0) | (int(w1) << 32)

@@ -345,17 +345,40 @@ def _weighting(weighting, process):
     return getattr(weighting, "__qualname__", "callable"), gamma
 
 
-class _Draws:
+class _DrawSource:
     """The stream of (t, z, x_t, gamma) of Algorithm 1, line 6: mini-batches of target samples
-    (epochs of random permutations) pushed through the exact forward transition.
+    (epochs of random permutations) pushed through the exact forward transition. Subclasses give
+    each batch's target indices, uniforms u (t = T~ (1 - u), host) and normals z; on the torch
+    route (v, z, x_t, gamma) are tensors of X's dtype and device (t stays a host array: fields
+    move it to x's device themselves)."""
 
-    ``X`` numpy (n, d) or a torch tensor: the random numbers always come from the numpy ``rng``
-    (identical streams on both routes); on the torch route (v, z, x_t, gamma) are tensors of X's
-    dtype and device (t stays a host array: fields move it to x's device themselves)."""
+    def __init__(self, X, process, T_tilde, batch_size, gamma):
+        self.X, self.process, self.T_tilde = X, process, T_tilde
+        self.batch_size, self.gamma = batch_size, gamma
+
+    def _forward(self, idx, u, z):
+        t = self.T_tilde * (1.0 - u)  # in (0, T~]: never t = 0
+        m, v = self.process.conditional_many(t)
+        gam = self.gamma(t, v)
+        nx = get_backend(self.X)
+        if nx.is_torch:
+            m, v, gam = (nx.asarray(np.asarray(a, dtype=np.float64), like=self.X)
+                         for a in (m, v, gam))
+            z = z.to(self.X.dtype) if is_torch(z) else \
+                nx.asarray(np.asarray(z, dtype=np.float64), like=self.X)
+            if not is_torch(idx):
+                idx = nx.torch.as_tensor(idx, device=self.X.device)
+        xt = m[:, None] * self.X[idx] + nx.sqrt(v)[:, None] * z
+        return t, v, z, xt, gam
+
+
+class _Draws(_DrawSource):
+    """Draws from the numpy Generator ``rng`` on the host (identical streams on both routes;
+    moved to the device per batch)."""
 
     def __init__(self, X, process, T_tilde, batch_size, gamma, rng):
-        self.X, self.process, self.T_tilde = X, process, T_tilde
-        self.batch_size, self.gamma, self.rng = batch_size, gamma, rng
+        super().__init__(X, process, T_tilde, batch_size, gamma)
+        self.rng = rng
         self._perm, self._pos = rng.permutation(X.shape[0]), 0
 
     def _indices(self, n):
@@ -371,79 +394,71 @@ class _Draws:
 
     def batch(self, n):
         idx = self._indices(n)
-        t = self.T_tilde * (1.0 - self.rng.random(n))  # in (0, T~]: never t = 0
-        m, v = self.process.conditional_many(t)
+        u = self.rng.random(n)
         z = self.rng.standard_normal((n, self.X.shape[1]))
-        gam = self.gamma(t, v)
-        nx = get_backend(self.X)
-        if nx.is_torch:
-            m, v, z, gam = (nx.asarray(np.asarray(a, dtype=np.float64), like=self.X)
-                            for a in (m, v, z, gam))
-            idx = nx.torch.as_tensor(idx, device=self.X.device)
-        xt = m[:, None] * self.X[idx] + nx.sqrt(v)[:, None] * z
-        return t, v, z, xt, gam
+        return self._forward(idx, u, z)
 
 
-class _IndexedDraws(_Draws):
-    """The draws of :class:`_Draws` as pure functions of (seed, global draw index j), from
-    counter-based streams (:mod:`sftheory._kernels.threefry`) of four independent substreams of
-    ``seed``: 1 the normals z_j (IndexedNoise's layout, row j, step 0), 2 the uniforms u_j of
+#: global draw indices of the counter-based draws stay below this (Threefry's 32-bit counter word)
+MAX_INDEXED_DRAWS = 2**32
+
+
+class _IndexedDraws(_DrawSource):
+    """Draws as pure functions of (seed, global draw index j), from counter-based streams
+    (:mod:`sftheory._kernels.threefry`) of four independent substreams of ``seed``: 1 the normals
+    z_j (IndexedNoise's layout, row j, step 0; on X's device), 2 the uniforms u_j of
     t_j = T~ (1 - u_j) (host), 3 the epoch permutations (epoch e = j // n sorts the n targets by
-    the 53-bit keys of (row i, step e); draw j takes position j mod n), 4 the bootstrap
-    resamples. ``start``: the global index of the first draw (a shard's offset)."""
+    the 53-bit keys of counters (i, e), on X's device; draw j takes position j mod n), 4 the
+    bootstrap resamples. ``start``: the global index of the first draw (a shard's offset)."""
 
     def __init__(self, X, process, T_tilde, batch_size, gamma, seed: int, start: int = 0):
         from .._kernels.threefry import substream_seed
 
-        self.X, self.process, self.T_tilde = X, process, T_tilde
-        self.batch_size, self.gamma, self.seed = batch_size, gamma, int(seed)
+        super().__init__(X, process, T_tilde, batch_size, gamma)
+        self.seed = int(seed)
         self._next = int(start)
         self._sub = {s: substream_seed(self.seed, s) for s in (1, 2, 3, 4)}
-        self._epoch, self._perm = -1, None
+        self._cached = (-1, None)  # (epoch, its permutation): mini-batches reuse it
 
-    def _permutation(self, epoch: int):
+    def _permutations(self, e0: int, e1: int):
+        """The permutations of epochs e0..e1 concatenated (one vectorized call for all of them:
+        counters (i, e) broadcast, one argsort per row)."""
         from .._kernels.threefry import indexed_bits53, particle_rows
 
-        if epoch != self._epoch:
-            keys = indexed_bits53(self._sub[3], particle_rows(0, self.X.shape[0], self.X), epoch)
-            nx = get_backend(self.X)
-            self._perm = nx.torch.argsort(keys, stable=True) if nx.is_torch else \
-                np.argsort(keys, kind="stable")
-            self._epoch = epoch
-        return self._perm
+        nx = get_backend(self.X)
+        n_t = self.X.shape[0]
+        parts = []
+        if self._cached[0] == e0:
+            parts.append(self._cached[1])
+            e0 += 1
+        if e0 <= e1:
+            rows = particle_rows(0, n_t, self.X).reshape(1, n_t)
+            epochs = particle_rows(e0, e1 - e0 + 1, self.X).reshape(-1, 1)
+            keys = indexed_bits53(self._sub[3], rows, epochs)               # (E, n_t)
+            perms = nx.torch.argsort(keys, dim=1, stable=True) if nx.is_torch else \
+                np.argsort(keys, axis=1, kind="stable")
+            self._cached = (e1, perms[-1])
+            parts.append(perms.reshape(-1))
+        return parts[0] if len(parts) == 1 else nx.concat(parts)
 
     def _indices_at(self, j0: int, n: int):
         n_t = self.X.shape[0]
-        out, j = [], j0
-        while j < j0 + n:
-            e, pos = divmod(j, n_t)
-            take = min(j0 + n - j, n_t - pos)
-            out.append(self._permutation(e)[pos:pos + take])
-            j += take
-        nx = get_backend(self.X)
-        return out[0] if len(out) == 1 else nx.concat(out)
+        e0, e1 = j0 // n_t, (j0 + n - 1) // n_t
+        lo = j0 - e0 * n_t
+        return self._permutations(e0, e1)[lo:lo + n]
 
     def batch(self, n):
-        from .._kernels.threefry import (check_counter_room, indexed_normals, indexed_uniforms,
-                                         particle_rows)
+        from .._kernels.threefry import indexed_normals, indexed_uniforms, particle_rows
 
         j0 = self._next
-        check_counter_room(j0 + n, 1, self.X.shape[1])
-        if (j0 + n - 1) // self.X.shape[0] >= 2**32:
-            raise ValueError("indexed fusion draws support at most 2^32 epochs of the targets")
+        if j0 + n > MAX_INDEXED_DRAWS:
+            raise ValueError(f"indexed fusion draws have global indices below 2^32; draws "
+                             f"{j0} .. {j0 + n - 1} exceed it (start + n too large)")
         self._next += n
         idx = self._indices_at(j0, n)
-        t = self.T_tilde * (1.0 - indexed_uniforms(self._sub[2], particle_rows(j0, n, None), 0))
-        m, v = self.process.conditional_many(t)
-        gam = self.gamma(t, v)
+        u = indexed_uniforms(self._sub[2], particle_rows(j0, n, None), 0)
         z = indexed_normals(self._sub[1], particle_rows(j0, n, self.X), 0, self.X.shape[1])
-        nx = get_backend(self.X)
-        if nx.is_torch:
-            m, v, gam = (nx.asarray(np.asarray(a, dtype=np.float64), like=self.X)
-                         for a in (m, v, gam))
-            z = z.to(self.X.dtype)
-        xt = m[:, None] * self.X[idx] + nx.sqrt(v)[:, None] * z
-        return t, v, z, xt, gam
+        return self._forward(idx, u, z)
 
     def bootstrap_indices(self, r: int, n_mc: int, like):
         """Replicate r's resample of n_mc draws with replacement: floor(u n_mc) of substream 4,
@@ -757,9 +772,9 @@ def score_fusion(scores, target_samples, process, T_tilde, *, T=None, method: st
     t0 = time.perf_counter()
     X, device = _check_target(target_samples, device)
     n, d = X.shape
+    T_tilde = _check_horizon(process, T_tilde, T)
     fields = _as_fields(scores, process, d)
     k = len(fields)
-    T_tilde = _check_horizon(process, T_tilde, T)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if batch_size is None:

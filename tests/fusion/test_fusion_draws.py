@@ -47,16 +47,18 @@ def _rel(a, b) -> float:
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_draws_split_by_global_index_equal_the_whole(device):
-    """300 + 200 draws at offsets 0 and 300 are the 500 draws of one call, bit for bit; on
-    numpy and on torch (where they also agree with numpy to an ulp of the normals)."""
+    """Draws split at offsets inside and at the ends of epochs (100 targets: cuts 1, 57, 250,
+    300, 499 of 537) are the draws of one call, bit for bit; on numpy and on torch (where they
+    also agree with numpy to an ulp of the normals)."""
+    cuts = [0, 1, 57, 250, 300, 499, 537]
     for x in (X, torch.tensor(X, device=device)):
-        whole = fusion_draws(x, OU(), 0.5, 500, seed=3)
-        a = fusion_draws(x, OU(), 0.5, 300, seed=3)
-        b = fusion_draws(x, OU(), 0.5, 200, seed=3, start=300)
-        assert np.array_equal(whole.t, np.concatenate([a.t, b.t]))
+        whole = fusion_draws(x, OU(), 0.5, 537, seed=3)
+        parts = [fusion_draws(x, OU(), 0.5, b - a, seed=3, start=a)
+                 for a, b in zip(cuts[:-1], cuts[1:])]
+        assert np.array_equal(whole.t, np.concatenate([p.t for p in parts]))
         for f in FIELDS:
             assert np.array_equal(_np(getattr(whole, f)),
-                                  np.concatenate([_np(getattr(a, f)), _np(getattr(b, f))])), f
+                                  np.concatenate([_np(getattr(p, f)) for p in parts])), f
     t_draws = fusion_draws(torch.tensor(X, device=device), OU(), 0.5, 500, seed=3)
     n_draws = fusion_draws(X, OU(), 0.5, 500, seed=3)
     assert np.array_equal(t_draws.t, n_draws.t)
@@ -71,7 +73,7 @@ def test_split_draws_give_the_one_process_quadratic():
 
     proc = VP()
     res = score_fusion(AUX, X, proc, 0.6, n_mc=700, seed=9, n_boot=0, draws="indexed")
-    parts = [fusion_draws(X, proc, 0.6, n, seed=9, start=s) for s, n in ((0, 400), (400, 300))]
+    parts = [fusion_draws(X, proc, 0.6, n, seed=9, start=s) for s, n in ((0, 333), (333, 367))]
     S = np.concatenate([np.stack([a.path(proc).score(p.x_t, p.t) for a in AUX], 1)
                         for p in parts])
     z = np.concatenate([p.z for p in parts])
@@ -95,6 +97,8 @@ def test_indexed_score_fusion_torch_parity_and_planted_seed(device):
     quantities = ("gram", "linear", "const", "gram_se", "linear_se", "loss")
     worst = max(_rel(getattr(rt, q), getattr(rn, q)) for q in quantities)
     assert worst <= KERNEL_PARITY.rtol, worst
+    # the bootstrap weights are QP solutions: parity of (G, b) times the QP's condition number
+    # (~1/tangent_min_eig, about 1e2 here) -> 1e-10
     assert _rel(rt.diagnostics["weights_se"], rn.diagnostics["weights_se"]) <= 1e-10
     assert rn.diagnostics["draws"] == "indexed" and rn.diagnostics["seed"] == 11
     other = score_fusion(AUX, torch.tensor(X, device=device), OU(), 0.5, **{**kw, "seed": 12})
@@ -147,14 +151,15 @@ def test_the_law_checks_see_planted_draws(monkeypatch):
         x0 = (xt - np.sqrt(v)[:, None] * z) / m0[:, None]
         return t2, v2, z, m[:, None] * x0 + np.sqrt(v2)[:, None] * z, gam
 
-    def with_replacement(self, epoch):
-        return np.random.default_rng(epoch).integers(0, self.X.shape[0], self.X.shape[0])
+    def with_replacement(self, e0, e1):
+        n_t = self.X.shape[0]
+        return np.random.default_rng(e0).integers(0, n_t, (e1 - e0 + 1) * n_t)
 
     def scaled_z(self, n):
         t, v, z, xt, gam = orig_batch(self, n)
         return t, v, 1.05 * z, xt + np.sqrt(v)[:, None] * 0.05 * z, gam
 
-    for name, plant in (("batch", squared_t), ("_permutation", with_replacement),
+    for name, plant in (("batch", squared_t), ("_permutations", with_replacement),
                         ("batch", scaled_z)):
         with monkeypatch.context() as mp:
             mp.setattr(sfm._IndexedDraws, name, plant)
@@ -190,5 +195,7 @@ def test_bad_draw_options_raise():
         fusion_draws(X, OU(), 0.5, 10, seed=1, start=-3)
     with pytest.raises(ValueError, match="T_tilde"):
         fusion_draws(X, OU(), -0.5, 10, seed=1)
+    with pytest.raises(ValueError, match="global indices below 2"):
+        fusion_draws(X, OU(), 0.5, 4, seed=1, start=2**32 - 3)
     res = score_fusion(AUX, X, OU(), 0.5, n_mc=10, n_boot=0, draws="indexed", seed=None)
     assert 0 <= res.diagnostics["seed"] < 2**64

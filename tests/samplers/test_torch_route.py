@@ -248,6 +248,21 @@ def test_no_per_step_host_synchronization(route, device):
     assert few == many and many <= bound, (few, many)
 
 
+def test_fast_empirical_overflow_is_still_caught_without_the_per_call_check():
+    """The loop turns the fast route's own finiteness check off (a sync per step); an fp16
+    overflow of its inputs (|a x / w| > 65504) must still end the run with FloatingPointError,
+    from the loop's once-at-the-end check. The same call outside the loop raises the route's own
+    ValueError."""
+    proc = VP()
+    emp = EmpiricalDistribution(MEANS * 3e4, precision="fp16-fast")
+    x0 = torch.full((8, 2), 3e4, dtype=torch.float64)
+    with pytest.raises(FloatingPointError, match="NaN or infinite"):
+        sample_euler_maruyama(emp.path(proc), x0, np.linspace(1.0, 0.05, 6), proc, seed=0,
+                              disable=True)
+    with pytest.raises(ValueError, match="fp16"):
+        emp.path(proc).score(x0, 0.5)
+
+
 def test_one_dimensional_torch_points_and_bad_outputs():
     proc = OU()
     law = Gaussian([0.5], 0.2)
