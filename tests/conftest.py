@@ -87,3 +87,26 @@ def mixture_ref():
 def rng():
     """A fixed-seed generator (tests that need several streams derive their own seeds)."""
     return np.random.default_rng(20240601)
+
+
+# ---- one unplanted quick record per check, shared by the whole test session ----------------------
+_QUICK_RECORDS: dict = {}
+
+
+@pytest.fixture(scope="session")
+def quick_record():
+    """``quick_record(cid)``: the record (JSON form) of ``run_claim(cid)`` -- quick mode, seed 0,
+    no figures -- computed once per test process and shared by tests/test_claims.py and the
+    per-module claim tests (several checks take 20-50 s: running each twice was the largest
+    duplicate in CI). Only for unplanted runs: a test that plants an error calls run_claim
+    itself. Each call returns a deep copy, so no test can alter another's record."""
+    import copy
+
+    from sftheory.claims.runner import run_claim
+
+    def get(cid: str) -> dict:
+        if cid not in _QUICK_RECORDS:
+            _QUICK_RECORDS[cid] = run_claim(cid).to_json()
+        return copy.deepcopy(_QUICK_RECORDS[cid])
+
+    return get

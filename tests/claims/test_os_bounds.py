@@ -22,8 +22,8 @@ def _run(cid):
 
 
 @pytest.fixture(scope="module")
-def records():
-    return {cid: _run(cid) for cid in ("os.bound17", "os.prop36", "os.appF1")}
+def records(quick_record):
+    return {cid: quick_record(cid) for cid in ("os.bound17", "os.prop36", "os.appF1")}
 
 
 # ---- the measured verdicts ----------------------------------------------------------------------

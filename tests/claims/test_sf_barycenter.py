@@ -30,8 +30,8 @@ def _refuted(rec):
 # this module tests their planted errors and numbers.
 
 
-def test_alg2_printed_step_rule_is_corrected():
-    rec = _run("sf.alg2")
+def test_alg2_printed_step_rule_is_corrected(quick_record):
+    rec = quick_record("sf.alg2")
     assert rec["status"] == "ran", rec.get("error")
     assert rec["verdict"] == "corrected", rec["reason"]
     m = rec["measured"]

@@ -26,13 +26,13 @@ def _refuted(rec):
 
 
 @pytest.fixture(scope="module")
-def lemma6():
-    return _run("sf.lemma6")
+def lemma6(quick_record):
+    return quick_record("sf.lemma6")
 
 
 @pytest.fixture(scope="module")
-def thm2():
-    return _run("sf.thm2")
+def thm2(quick_record):
+    return quick_record("sf.thm2")
 
 
 def test_lemma6_corrected(lemma6):

@@ -26,8 +26,8 @@ def _refuted(rec):
 
 
 # ---- verdicts and key numbers -------------------------------------------------------------------
-def test_alg1_confirmed_with_recovery_and_bias():
-    rec = _run("sf.alg1")
+def test_alg1_confirmed_with_recovery_and_bias(quick_record):
+    rec = quick_record("sf.alg1")
     assert rec["status"] == "ran", rec.get("error")
     assert rec["verdict"] == "confirmed", rec["reason"]
     m = rec["measured"]
@@ -42,8 +42,8 @@ def test_alg1_confirmed_with_recovery_and_bias():
     assert m["bias_vs_T_tilde"]["slope_small_T_tilde"] == pytest.approx(1.0, abs=0.05)
 
 
-def test_ttilde_corrected_with_slopes():
-    rec = _run("sf.thm4.ttilde")
+def test_ttilde_corrected_with_slopes(quick_record):
+    rec = quick_record("sf.thm4.ttilde")
     assert rec["status"] == "ran", rec.get("error")
     assert rec["verdict"] == "corrected", rec["reason"]
     m = rec["measured"]
@@ -65,8 +65,8 @@ def test_ttilde_corrected_with_slopes():
     assert rec["measured"]["paper_version"]["compact_nu_kl_finite"] == "inf"
 
 
-def test_thm4_corrected_with_rates_and_floor():
-    rec = _run("sf.thm4")
+def test_thm4_corrected_with_rates_and_floor(quick_record):
+    rec = quick_record("sf.thm4")
     assert rec["status"] == "ran", rec.get("error")
     assert rec["verdict"] == "corrected", rec["reason"]
     m = rec["measured"]
@@ -80,8 +80,8 @@ def test_thm4_corrected_with_rates_and_floor():
     assert m["B"]["floor_tv_nu_output_at_lambda_star_T12"] > 0.1
 
 
-def test_dimfree_confirmed():
-    rec = _run("sf.dimfree")
+def test_dimfree_confirmed(quick_record):
+    rec = quick_record("sf.dimfree")
     assert rec["status"] == "ran", rec.get("error")
     assert rec["verdict"] == "confirmed", rec["reason"]
     for fam in ("equal_cov", "unequal_var"):

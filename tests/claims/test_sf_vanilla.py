@@ -25,19 +25,18 @@ from sftheory.processes import OU
 pytestmark = pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning",
                                         "ignore::RuntimeWarning")
 
-_CACHE: dict = {}
-
-
 def _run(cid):
     return run_claim(cid).to_json()
 
 
-def _record(cid):
-    if cid not in _CACHE:
-        _CACHE[cid] = _run(cid)
-    rec = _CACHE[cid]
-    assert rec["status"] == "ran", rec.get("error")
-    return rec
+@pytest.fixture
+def record(quick_record):
+    """The unplanted quick record of a check (shared with tests/test_claims.py)."""
+    def get(cid):
+        rec = quick_record(cid)
+        assert rec["status"] == "ran", rec.get("error")
+        return rec
+    return get
 
 
 def _refuted(rec):
@@ -50,8 +49,8 @@ def _refuted(rec):
                                           ("sf.lemma2", "corrected"),
                                           ("sf.slides.grad", "confirmed"),
                                           ("sf.slides.merge", "confirmed")])
-def test_quick_verdicts(cid, verdict):
-    rec = _record(cid)
+def test_quick_verdicts(cid, verdict, record):
+    rec = record(cid)
     assert rec["verdict"] == verdict, rec["reason"]
 
 
@@ -89,8 +88,8 @@ def test_loglog_slope_exact_power_law():
 
 
 # ---- key numbers ------------------------------------------------------------------------------
-def test_thm3_numbers():
-    m = _record("sf.thm3")["measured"]
+def test_thm3_numbers(record):
+    m = record("sf.thm3")["measured"]
     g = m["gaussian_refs_outside"]
     # lambda* by hand: target mean 0.12, variance 2.6716; (P, P m) = (1/var, mean/var) in the
     # triangle (1/4, -1/2), (1/4, 1/2), (1, 0): lam3 = (P - 1/4)/(3/4), lam2 - lam1 = Pm / (1/2)
@@ -110,8 +109,8 @@ def test_thm3_numbers():
         assert m[name]["tv_slope"]["ci95"][1] < -0.25
 
 
-def test_lemma7_numbers():
-    m = _record("sf.lemma7")["measured"]
+def test_lemma7_numbers(record):
+    m = record("sf.lemma7")["measured"]
     for case in ("OU(a=0.5, sigma=1)", "OU(a=2, sigma=0.5)", "OU(a=1, sigma=1.414)"):
         # weak order 1 of the exponential integrator, twice the lemma's 1/2
         assert m[case]["fitted_order_in_h"] == pytest.approx(1.0, abs=0.05)
@@ -125,8 +124,8 @@ def test_lemma7_numbers():
     assert m["fixed_version"]["start_term"] <= 1
 
 
-def test_lemma2_numbers():
-    m = _record("sf.lemma2")["measured"]
+def test_lemma2_numbers(record):
+    m = record("sf.lemma2")["measured"]
     fails = {(a, s) for a, s, _ in m["failing_(a, sigma)"]}
     # gauss_small has M = d/4 < d sigma^2/(2a) whenever sigma^2 > 2a: exactly those fail
     want = {(a, s) for a in sf_vanilla.L2_A for s in sf_vanilla.L2_SIGMA
@@ -137,15 +136,15 @@ def test_lemma2_numbers():
     assert m["fixed_version"]["second_moment"] <= 1
 
 
-def test_slides_grad_numbers():
-    rows = _record("sf.slides.grad")["rows"]
+def test_slides_grad_numbers(record):
+    rows = record("sf.slides.grad")["rows"]
     for r in rows:
         assert np.allclose(r["lambda_frank_wolfe"], r["lambda_slsqp"], atol=1e-6)
         assert r["independent_fw_gap"] < 1e-8
 
 
-def test_slides_merge_numbers():
-    cases = {c["case"]: c for c in _record("sf.slides.merge")["measured"]["cases"]}
+def test_slides_merge_numbers(record):
+    cases = {c["case"]: c for c in record("sf.slides.merge")["measured"]["cases"]}
     # N(-2, 1/4) and N(2, 4) at lambda = 1/2: barycenter precision (4 + 1/4)/2, mean
     # v (4 * -2 + 2 / 4) / 2; merged N(0, 2.125); closed-form KL(bary || merge)
     v = 1 / 2.125

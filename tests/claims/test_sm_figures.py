@@ -35,8 +35,8 @@ def eq9(x, tau, t):
 
 # ================================================================= sm.fig1 =======================
 @pytest.fixture(scope="module")
-def fig1():
-    return run_claim("sm.fig1").to_json()
+def fig1(quick_record):
+    return quick_record("sm.fig1")
 
 
 def test_fig1_confirmed_in_quick_mode(fig1):
@@ -191,8 +191,8 @@ def test_u_grid_and_euler_on_a_linear_field():
 
 
 @pytest.fixture(scope="module")
-def fig3():
-    return run_claim("sm.fig3").to_json()
+def fig3(quick_record):
+    return quick_record("sm.fig3")
 
 
 def test_fig3_confirmed_in_quick_mode(fig3):
