@@ -151,7 +151,9 @@ class WeightedField(ScoreField):
     process-level KL barycenter ([SF] Thm. 2; the drift of the backward SDE (16)).
 
     ``weights`` on the probability simplex (non-negative, summing to one), one per field; all
-    fields share one dimension.
+    fields share one dimension. A torch tensor of weights with ``requires_grad`` stays in the
+    graph: evaluations on torch points use it (cast to x's dtype; on x's device or ValueError),
+    so gradients reach the weights; other weights are stored as floats.
     """
 
     def __init__(self, fields, weights):
@@ -159,7 +161,9 @@ class WeightedField(ScoreField):
         if not fields:
             raise ValueError("fields must not be empty")
         self.fields = [as_field(f) if not isinstance(f, ScoreField) else f for f in fields]
-        self.weights = check_simplex(weights, "weights")
+        self._weights_t = weights if is_torch(weights) and weights.requires_grad else None
+        self.weights = check_simplex(weights.detach() if is_torch(weights) else weights,
+                                     "weights")
         self.weights.flags.writeable = False
         if self.weights.shape[0] != len(self.fields):
             raise ValueError(f"weights has {self.weights.shape[0]} entries for {len(self.fields)} "
@@ -169,12 +173,22 @@ class WeightedField(ScoreField):
             raise ValueError(f"fields have different dimensions {sorted(dims)}")
         self.dim = dims.pop()
 
+    def terms(self, x):
+        """The (weight, field) pairs of an evaluation at points x: 0-d tensors of the
+        differentiable weights (x's dtype) when x is a tensor and the weights require grad,
+        else the non-zero weights as floats."""
+        w = self._weights_t
+        if w is not None and is_torch(x):
+            if w.device != x.device:
+                raise ValueError(f"weights are on device {w.device} but x is on {x.device}: move "
+                                 f"the weights there (.to({str(x.device)!r}))")
+            return list(zip(w.to(x.dtype).unbind(0), self.fields))
+        return [(float(w), f) for w, f in zip(self.weights, self.fields) if w != 0.0]
+
     def _eval(self, x, t):
         out = None
-        for w, f in zip(self.weights, self.fields):
-            if w == 0.0:
-                continue
-            term = float(w) * f._eval(x, t)
+        for w, f in self.terms(x):
+            term = w * f._eval(x, t)
             out = term if out is None else out + term
         return out
 

@@ -179,10 +179,9 @@ def _torch_score(field, x, t):
                             overflow="ignore")[1]
     if isinstance(field, WeightedField):
         out = None
-        for w, f in zip(field.weights, field.fields):
-            if w != 0.0:
-                term = float(w) * _torch_score(f, x, t)
-                out = term if out is None else out + term
+        for w, f in field.terms(x):
+            term = w * _torch_score(f, x, t)
+            out = term if out is None else out + term
         return out
     if isinstance(field, PerturbedField):
         out = _torch_score(field.base, x, t)

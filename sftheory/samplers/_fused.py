@@ -57,6 +57,8 @@ def exact_form(field):
     if isinstance(field, PerturbedField):
         parts = [(1.0, exact_form(field.base)), (field.eps, exact_form(field.error))]
     elif isinstance(field, WeightedField):
+        if field._weights_t is not None:  # differentiable weights: the loop keeps the graph
+            return None
         parts = [(float(w), exact_form(f)) for w, f in zip(field.weights, field.fields)]
     else:
         return None
