@@ -310,6 +310,38 @@ def test_bad_time_raises(process, bad_t, match):
         process.sample_transition(np.zeros((2, 2)), bad_t, seed=0)
 
 
+_TIME_FNS = ("diffusion", "clock", "clock_inverse", "drift_coef", "time_change")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1e-3, np.array([0.1, np.nan]),
+                                 np.array([0.2, -0.5]), np.array([True, False])])
+@pytest.mark.parametrize("process", [OU(), VP(), VE(), VE(sigma=25.0)])
+def test_coefficients_of_time_refuse_bad_times(process, bad):
+    """NaN, inf, negative or boolean times (or clock values) raise ValueError naming the argument
+    instead of returning NaN, inf or the formula outside its domain (VP().clock(-1) was 9.85);
+    on numpy and torch alike."""
+    torch = pytest.importorskip("torch")
+    fns = _TIME_FNS + (("beta",) if isinstance(process, VP) else ())
+    as_tensor = torch.as_tensor(np.asarray(bad) if np.asarray(bad).dtype == bool
+                                else np.asarray(bad, dtype=np.float64))
+    for name in fns:
+        for arg in (bad, as_tensor):
+            with pytest.raises(ValueError, match="t must be|theta must be"):
+                getattr(process, name)(arg)
+    with pytest.raises(ValueError, match="t must be|s must be"):
+        process.clock_increment(0.1, bad) if np.ndim(bad) == 0 else \
+            process.clock_increment(np.zeros(2), bad)
+
+
+def test_coefficients_of_time_accept_good_times():
+    torch = pytest.importorskip("torch")
+    vp = VP()
+    assert vp.clock(0.0) == 0.0 and np.all(np.isfinite(vp.clock(np.array([0.0, 1.0, 5.0]))))
+    assert vp.diffusion(np.array([], dtype=float)).shape == (0,)
+    assert vp.clock(np.array([0, 1])).dtype == np.float64  # integer times are times
+    assert float(vp.clock(torch.tensor(0.5))) == pytest.approx(vp.clock(0.5), rel=1e-7)
+
+
 def test_transition_needs_s_le_t():
     with pytest.raises(ValueError, match="s <= t"):
         VP().transition(0.5, 0.2)

@@ -51,6 +51,23 @@ _TIME_FUNCTIONS = ("diffusion", "clock", "clock_inverse", "clock_increment", "dr
 """Coefficients of time that follow their argument's backend (see :func:`_torch_times`)."""
 
 
+def _check_time_values(a, name: str) -> None:
+    """ValueError unless the times (or clock values) ``a`` are real, finite and >= 0: the
+    coefficients of time are defined on [0, inf) (a NaN, inf or negative time would otherwise
+    come back as NaN, inf or a value of the formula outside its domain)."""
+    if isinstance(a, float):  # the common scalar case, without an array
+        if not (a >= 0.0 and a != math.inf):
+            raise ValueError(f"{name} must be a finite time >= 0, got {a}")
+        return
+    arr = np.asarray(a)
+    if arr.dtype.kind == "b" or arr.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must be real times, got dtype {arr.dtype}")
+    if arr.size and not (np.all(np.isfinite(arr)) and arr.min() >= 0):
+        bad = "NaN or infinite values" if not np.all(np.isfinite(arr)) else \
+            f"negative values (min {arr.min()})"
+        raise ValueError(f"{name} must be finite times >= 0, got {bad}")
+
+
 def _torch_times(fn):
     """Let a coefficient of time ``fn(self, *times)`` take torch tensors: torch times in -> torch
     out, on the device of the first tensor argument and in its dtype (float64 for an integer
@@ -61,13 +78,20 @@ def _torch_times(fn):
     if getattr(fn, "_torch_times", False):
         return fn
 
+    names = fn.__code__.co_varnames[1:fn.__code__.co_argcount]
+
     @functools.wraps(fn)
     def wrapper(self, *args, **kwargs):
         like = next((a for a in (*args, *kwargs.values()) if is_torch(a)), None)
         if like is None:
+            for name, a in (*zip(names, args), *kwargs.items()):
+                _check_time_values(a, name)
             return fn(self, *args, **kwargs)
-        out = fn(self, *[_torch_time_to_numpy(a, "t") if is_torch(a) else a for a in args],
-                 **{k: _torch_time_to_numpy(a, k) if is_torch(a) else a for k, a in kwargs.items()})
+        args = [_torch_time_to_numpy(a, n) if is_torch(a) else a for n, a in zip(names, args)]
+        kwargs = {k: _torch_time_to_numpy(a, k) if is_torch(a) else a for k, a in kwargs.items()}
+        for name, a in (*zip(names, args), *kwargs.items()):
+            _check_time_values(a, name)
+        out = fn(self, *args, **kwargs)
         import torch
 
         dtype = like.dtype if like.is_floating_point() else torch.float64

@@ -386,6 +386,10 @@ def _ode(score, x, ts, process, *, h=0.0, seed=None, noise=None, callback=None, 
         raise ValueError(f"sample_ode integrates the probability-flow ODE: h must be 0, got {h!r}")
     if noise is not None:
         raise ValueError("sample_ode is deterministic: noise must be None")
+    if getattr(x, "requires_grad", False):
+        raise ValueError("x requires grad, but sample_ode integrates with scipy's solve_ivp on the "
+                         "host, which cannot carry x's autograd graph: pass x.detach(), or use "
+                         "sample_euler_maruyama / sample_exponential (differentiable on torch)")
     field_, grid, x, nx, kind, save = _prepare(score, x, ts, process, save_at)
     for name, v in (("rtol", rtol), ("atol", atol)):
         if not (isinstance(v, numbers.Real) and math.isfinite(v) and v > 0):

@@ -126,6 +126,9 @@ def log_likelihood(score, x0, process, T, *, prior=None, divergence: str = "exac
     if divergence not in ("exact", "hutchinson", "autograd"):
         raise ValueError(f"divergence must be 'exact', 'hutchinson' or 'autograd', got "
                          f"{divergence!r}")
+    if getattr(x0, "requires_grad", False):
+        raise ValueError("x0 requires grad, but the ODE is integrated by scipy's solve_ivp on the "
+                         "host, which cannot carry x0's autograd graph: pass x0.detach()")
     if divergence == "autograd" and like is None:
         raise ValueError("divergence='autograd' differentiates the field on torch tensors: pass "
                          "x0 as a torch tensor (or use 'exact' / 'hutchinson')")

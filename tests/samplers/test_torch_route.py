@@ -303,3 +303,18 @@ def test_the_checks_see_planted_errors(monkeypatch):
     res = sample_euler_maruyama(law.path(proc), x0, ts, proc, seed=7, disable=True)
     z = _moment_z(res.x.numpy(), *_chain_law("em", proc, ts, MU2, SIG2))
     assert np.max(np.abs(z)) > MC_SIGMAS, z
+
+
+def test_host_solvers_refuse_points_that_require_grad():
+    """sample_ode and log_likelihood integrate with scipy on the host: an x that requires grad
+    would silently lose its graph, so it raises, naming the argument and the way out."""
+    from sftheory.samplers import log_likelihood, sample_ode
+
+    proc = VP()
+    x = torch.zeros((4, 2), dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ValueError, match="x requires grad"):
+        sample_ode(MIX.path(proc), x, np.linspace(1.0, 0.1, 5), proc)
+    with pytest.raises(ValueError, match="x0 requires grad"):
+        log_likelihood(MIX.path(proc), x, proc, 1.0, divergence="autograd")
+    res = sample_ode(MIX.path(proc), x.detach(), np.linspace(1.0, 0.1, 5), proc)
+    assert torch.is_tensor(res.x) and torch.all(torch.isfinite(res.x))
