@@ -37,6 +37,14 @@ Sections (each in its own try/except: an error is recorded in the JSON and the r
 (c) ``sampling``  -- 1e6 particles x 1000 Euler-Maruyama steps of that mixture (OU, T = 3 ->
                      0.01), float32, compiled step (falls back to eager with the reason
                      recorded), noise drawn on the device; seconds, and eager for the ratio.
+(f) ``fusion``    -- ScoreFusion's Monte Carlo quadratic (``score_fusion``, method "exact") for
+                     k = 3 isotropic Gaussian auxiliaries on n = 60000 target points of d = 784,
+                     n_mc = 16384 draws, float64: the target on the device with the host numpy
+                     Generator's draws (z copied to the device per batch) against
+                     ``draws="indexed"`` (counter-based z and permutations computed on the
+                     device), and the numpy route on the CPU; seconds, ratios, and the two draw
+                     sources' G compared in standard errors (independent samples of one
+                     estimator). Not in the default sections: add ``fusion``.
 (e) ``cpu``       -- the CPU numba paths at sizes that run in seconds: the mixture kernel, the
                      numpy/BLAS empirical-score engine, the fused numba sampler; rates for the
                      device / CPU ratios.
@@ -683,6 +691,65 @@ def bench_sampling(dev, cfg):
     return out
 
 
+# ---- (f) ScoreFusion's Monte Carlo on the device ---------------------------------------------------
+def bench_fusion(dev, cfg):
+    from sftheory import OU
+    from sftheory.fusion import score_fusion
+    from sftheory.models import Gaussian
+
+    n, d, n_mc = cfg["fusion"]
+    rng = np.random.default_rng(0)
+    X = rng.random((n, d))
+    aux = [Gaussian(np.full(d, c), np.full(d, s)) for c, s in ((0.3, 0.5), (0.5, 1.0), (0.7, 2.0))]
+    out = {"n_target": n, "dim": d, "n_mc": n_mc, "k": len(aux), "variants": {}}
+    Xd = torch.from_numpy(X).to(dev)
+    runs = [("device-generator", Xd, "generator"), ("device-indexed", Xd, "indexed"),
+            ("numpy-cpu", X, "generator")]
+    res = {}
+    for name, x, draws in runs:
+        try:
+            kw = dict(n_mc=n_mc, seed=1, n_boot=0, draws=draws)
+            score_fusion(aux, x[:1000] if not is_small(cfg) else x, OU(), 0.5,
+                         **{**kw, "n_mc": 256})  # warm-up (kernels, caches)
+            sync(dev)
+            t0 = time.perf_counter()
+            r = score_fusion(aux, x, OU(), 0.5, **kw)
+            sync(dev)
+            t = time.perf_counter() - t0
+            res[name] = r
+            out["variants"][name] = {"seconds": t, "draws_per_s": n_mc / t,
+                                     "weights": np.asarray(r.weights).tolist()}
+            log(f"   {name:16s}: {t:.3f} s ({n_mc / t:.3e} draws/s), weights "
+                f"{np.round(r.weights, 4)}")
+        except Exception as exc:  # noqa: BLE001
+            out["variants"][name] = {"error": f"{type(exc).__name__}: {exc}",
+                                     "traceback": traceback.format_exc()[-2000:]}
+            log(f"   {name} FAILED: {type(exc).__name__}: {exc}")
+    v = out["variants"]
+    if "seconds" in v.get("device-generator", {}) and "seconds" in v.get("device-indexed", {}):
+        v["device-indexed"]["speedup_vs_generator"] = (v["device-generator"]["seconds"]
+                                                       / v["device-indexed"]["seconds"])
+    if "seconds" in v.get("numpy-cpu", {}):
+        for name in ("device-generator", "device-indexed"):
+            if "seconds" in v.get(name, {}):
+                v[name]["speedup_vs_numpy_cpu"] = v["numpy-cpu"]["seconds"] / v[name]["seconds"]
+    if "device-generator" in res and "numpy-cpu" in res:  # same draws: parity
+        a, b = res["device-generator"], res["numpy-cpu"]
+        out["gram_parity_device_vs_numpy"] = float(np.max(np.abs(a.gram - b.gram))
+                                                   / np.max(np.abs(b.gram)))
+    if "device-generator" in res and "device-indexed" in res:  # independent draws: in SE
+        a, b = res["device-generator"], res["device-indexed"]
+        out["gram_indexed_vs_generator_max_z"] = float(np.max(
+            np.abs(a.gram - b.gram) / np.hypot(a.gram_se, b.gram_se)))
+    log(f"   G parity device/numpy {out.get('gram_parity_device_vs_numpy')}, indexed vs "
+        f"generator max z {out.get('gram_indexed_vs_generator_max_z')}")
+    return out
+
+
+def is_small(cfg) -> bool:
+    return cfg["fusion"][0] < 10_000
+
+
 # ---- (e) CPU numba ----------------------------------------------------------------------------------
 def bench_cpu(cfg):
     import numba
@@ -783,13 +850,14 @@ CONFIGS = {
              "fast_budget": 2**28, "stream_calls": 10,
              "mix_n": 4_000_000, "sample": (1_000_000, 1000), "sample_warm": 3,
              "cpu_mix_n": 1_000_000, "cpu_esf": (256, 60000, 784), "cpu_sample": (20000, 200),
-             "cpu_sampler": True},
+             "cpu_sampler": True, "fusion": (60000, 784, 16384)},
     "small": {"gemm_n": 512, "rep_gemm": 3, "rep": 3, "esf": (256, 2000, 64),
               "key_blocks": (512, 4096), "key_blocks_3x": (512, 4096),
               "key_blocks_fused": (4096,), "esf_big": (64, 20000),
               "fast_budget": 2**18, "stream_calls": 2, "mix_n": 20000,
               "sample": (2000, 20), "sample_warm": 2, "cpu_mix_n": 20000,
-              "cpu_esf": (64, 2000, 64), "cpu_sample": (2000, 20), "cpu_sampler": False},
+              "cpu_esf": (64, 2000, 64), "cpu_sample": (2000, 20), "cpu_sampler": False,
+              "fusion": (500, 16, 2048)},
 }
 
 
@@ -832,8 +900,8 @@ def main(argv=None):
     wanted = args.sections.split(",")
     secs = {"peak": (bench_peak, dev, cfg), "empirical": (bench_empirical, dev, cfg, results),
             "mixture": (bench_mixture, dev, cfg), "sampling": (bench_sampling, dev, cfg),
-            "cpu": (bench_cpu, cfg)}
-    for name in ("peak", "empirical", "mixture", "sampling", "cpu"):
+            "cpu": (bench_cpu, cfg), "fusion": (bench_fusion, dev, cfg)}
+    for name in ("peak", "empirical", "mixture", "sampling", "cpu", "fusion"):
         if name in wanted:
             fn, *a = secs[name]
             section(results, name, fn, *a)

@@ -25,11 +25,12 @@ step() {  # step NAME TIMEOUT_S CMD...
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT_DIR/gpu.txt" 2>&1
 cat "$OUT_DIR/gpu.txt"
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
-step bench_gpu 300 "$PY" benchmarks/bench_gpu.py --device cuda --out "$OUT_DIR/bench_gpu.json"
+step bench_gpu 330 "$PY" benchmarks/bench_gpu.py --device cuda --out "$OUT_DIR/bench_gpu.json" \
+  --sections peak,empirical,mixture,sampling,cpu,fusion
 step pytest_cuda 240 "$PY" -m pytest -q -p no:cacheprovider -m "slow or not slow" -k "cuda or nccl" -rs \
   tests/models/test_torch.py tests/models/test_torch_scale.py tests/models/test_torch_parity.py \
   tests/models/test_esf_3xtf32.py tests/models/test_esf_gemm.py tests/samplers/test_torch_route.py \
-  tests/fusion/test_fusion_torch.py tests/test_distributed.py
+  tests/fusion/test_fusion_torch.py tests/fusion/test_fusion_draws.py tests/test_distributed.py
 step validate_cuda 150 "$PY" -m sftheory.cli validate --device cuda --no-progress --no-figures \
   --only "core.kernels.parity,core.paths.per_point_times,core.samplers.routes" \
   --out "$OUT_DIR/validate"
