@@ -148,14 +148,18 @@ def peak_mem_mib(dev):
     return torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
 
 
+def failure(name, exc, keep=3000) -> dict:
+    """The JSON record of a failed section or variant (the run goes on), logged."""
+    log(f"   {name} FAILED: {type(exc).__name__}: {exc}")
+    return {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-keep:]}
+
+
 def section(results, name, fn, *args):
     log(f"== {name}")
     try:
         results[name] = fn(*args)
     except Exception as exc:  # noqa: BLE001 -- recorded, the run goes on
-        results[name] = {"error": f"{type(exc).__name__}: {exc}",
-                         "traceback": traceback.format_exc()[-3000:]}
-        log(f"   {name} FAILED: {type(exc).__name__}: {exc}")
+        results[name] = failure(name, exc)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 
@@ -678,9 +682,7 @@ def bench_sampling(dev, cfg):
                 f"particle-steps/s), warm-up {warm_s:.1f} s, compiled={info.get('compiled')}, "
                 f"mean z {np.round(z, 1)}")
         except Exception as exc:  # noqa: BLE001
-            out["variants"][name] = {"error": f"{type(exc).__name__}: {exc}",
-                                     "traceback": traceback.format_exc()[-2000:]}
-            log(f"   {name} FAILED: {type(exc).__name__}: {exc}")
+            out["variants"][name] = failure(name, exc, 2000)
     v = out["variants"]
     if "seconds" in v.get("compiled", {}) and "seconds" in v.get("eager", {}):
         v["compiled"]["speedup_vs_eager"] = v["eager"]["seconds"] / v["compiled"]["seconds"]
@@ -722,9 +724,7 @@ def bench_fusion(dev, cfg):
             log(f"   {name:16s}: {t:.3f} s ({n_mc / t:.3e} draws/s), weights "
                 f"{np.round(r.weights, 4)}")
         except Exception as exc:  # noqa: BLE001
-            out["variants"][name] = {"error": f"{type(exc).__name__}: {exc}",
-                                     "traceback": traceback.format_exc()[-2000:]}
-            log(f"   {name} FAILED: {type(exc).__name__}: {exc}")
+            out["variants"][name] = failure(name, exc, 2000)
     v = out["variants"]
     if "seconds" in v.get("device-generator", {}) and "seconds" in v.get("device-indexed", {}):
         v["device-indexed"]["speedup_vs_generator"] = (v["device-generator"]["seconds"]
