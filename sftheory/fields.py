@@ -151,9 +151,17 @@ class WeightedField(ScoreField):
     process-level KL barycenter ([SF] Thm. 2; the drift of the backward SDE (16)).
 
     ``weights`` on the probability simplex (non-negative, summing to one), one per field; all
-    fields share one dimension. A torch tensor of weights with ``requires_grad`` stays in the
-    graph: evaluations on torch points use it (cast to x's dtype; on x's device or ValueError),
-    so gradients reach the weights; other weights are stored as floats.
+    fields share one dimension.
+
+    Differentiable weights: a torch tensor with ``requires_grad`` (a leaf, or e.g.
+    ``softmax(logits)``) stays in the graph. Evaluations on torch points use the tensor as it is
+    at that moment (cast to x's dtype; on x's device or ValueError), so gradients reach it and
+    in-place updates (an optimizer step) take effect; keep it on the simplex (it is checked at
+    construction and whenever :attr:`weights` is read, not at every evaluation, which would
+    synchronize with the device). Every term is evaluated then, zero weights included (their
+    gradient is the term). A non-leaf tensor carries its graph: one backward per forward, and
+    ``copy.deepcopy`` of the field fails as for any non-leaf tensor. Other weights are stored as
+    floats. The host-side solvers (``sample_ode``, ``log_likelihood``) refuse such fields.
     """
 
     def __init__(self, fields, weights):
@@ -162,16 +170,33 @@ class WeightedField(ScoreField):
             raise ValueError("fields must not be empty")
         self.fields = [as_field(f) if not isinstance(f, ScoreField) else f for f in fields]
         self._weights_t = weights if is_torch(weights) and weights.requires_grad else None
-        self.weights = check_simplex(weights.detach() if is_torch(weights) else weights,
-                                     "weights")
-        self.weights.flags.writeable = False
-        if self.weights.shape[0] != len(self.fields):
-            raise ValueError(f"weights has {self.weights.shape[0]} entries for {len(self.fields)} "
-                             f"fields")
+        self._weights = self._float_weights(weights)
+        if self._weights.shape[0] != len(self.fields):
+            raise ValueError(f"weights has {self._weights.shape[0]} entries for "
+                             f"{len(self.fields)} fields")
         dims = {f.dim for f in self.fields}
         if len(dims) != 1:
             raise ValueError(f"fields have different dimensions {sorted(dims)}")
         self.dim = dims.pop()
+
+    @staticmethod
+    def _float_weights(weights) -> np.ndarray:
+        w = check_simplex(weights.detach() if is_torch(weights) else weights, "weights")
+        w.flags.writeable = False
+        return w
+
+    @property
+    def weights(self) -> np.ndarray:
+        """The weights as read-only floats (of the differentiable tensor as it is now, checked to
+        lie on the simplex)."""
+        if self._weights_t is not None:
+            return self._float_weights(self._weights_t)
+        return self._weights
+
+    @property
+    def differentiable(self) -> bool:
+        """True when the weights are a tensor that requires grad."""
+        return self._weights_t is not None
 
     def terms(self, x):
         """The (weight, field) pairs of an evaluation at points x: 0-d tensors of the
@@ -249,6 +274,18 @@ class ScaledField(ScoreField):
         tt = t.detach().cpu().numpy() if is_torch(t) else np.asarray(t)
         c = nx.asarray(self.factor_at(tt), like=x)
         return c[:, None] * out
+
+
+def has_differentiable_weights(field) -> bool:
+    """True when ``field`` (or a field it combines) is a :class:`WeightedField` whose weights
+    require grad."""
+    if isinstance(field, WeightedField):
+        return field.differentiable or any(has_differentiable_weights(f) for f in field.fields)
+    if isinstance(field, PerturbedField):
+        return has_differentiable_weights(field.base) or has_differentiable_weights(field.error)
+    if isinstance(field, ScaledField):
+        return has_differentiable_weights(field.base)
+    return False
 
 
 def weighted(fields, weights) -> WeightedField:

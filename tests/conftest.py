@@ -101,12 +101,18 @@ def quick_record():
     duplicate in CI). Only for unplanted runs: a test that plants an error calls run_claim
     itself. Each call returns a deep copy, so no test can alter another's record."""
     import copy
+    import warnings
 
     from sftheory.claims.runner import run_claim
 
     def get(cid: str) -> dict:
         if cid not in _QUICK_RECORDS:
-            _QUICK_RECORDS[cid] = run_claim(cid).to_json()
+            # the project's warning filter (pyproject: error::RuntimeWarning:sftheory.*), not the
+            # marks of whichever test asks first (some modules ignore RuntimeWarning)
+            with warnings.catch_warnings():
+                warnings.simplefilter("default")
+                warnings.filterwarnings("error", category=RuntimeWarning, module="sftheory.*")
+                _QUICK_RECORDS[cid] = run_claim(cid).to_json()
         return copy.deepcopy(_QUICK_RECORDS[cid])
 
     return get

@@ -175,3 +175,44 @@ def test_weighted_with_differentiable_weights_passes_gradients_to_them():
     if torch.cuda.is_available():
         with pytest.raises(ValueError, match="device"):
             weighted([p, q], w.detach().cuda().requires_grad_())(x, 0.3)
+
+
+def test_differentiable_weights_follow_in_place_updates_and_host_solvers_refuse_them():
+    """An optimizer-style in-place update of the weights tensor is what both routes use next:
+    torch and numpy evaluations agree after it, and ``weights`` reads the new values (checked to
+    lie on the simplex). sample_ode / log_likelihood (scipy on the host) refuse a field whose
+    weights require grad instead of silently dropping their gradient; numpy points still take
+    the compiled route with the current weights."""
+    torch = pytest.importorskip("torch")
+    from sftheory.processes import VP
+    from sftheory.samplers import log_likelihood, sample_euler_maruyama, sample_ode
+
+    p = GaussianMixture([0.5, 0.5], [[0.0, 0.0], [1.0, 1.0]], [np.eye(2)] * 2).path(VP())
+    q = Gaussian([0.3, -0.2], np.eye(2)).path(VP())
+    w = torch.tensor([0.4, 0.6], dtype=torch.float64, requires_grad=True)
+    field = weighted([p, q], w)
+    xn = np.random.default_rng(1).standard_normal((6, 2))
+    with torch.no_grad():
+        w.copy_(torch.tensor([0.9, 0.1], dtype=torch.float64))
+    want = 0.9 * p.score(xn, 0.4) + 0.1 * q.score(xn, 0.4)
+    assert np.allclose(field(xn, 0.4), want, rtol=1e-14, atol=1e-14)
+    assert np.allclose(field(torch.from_numpy(xn), 0.4).detach().numpy(), want, rtol=1e-14,
+                       atol=1e-14)
+    assert np.array_equal(field.weights, [0.9, 0.1])
+    with torch.no_grad():
+        w.copy_(torch.tensor([2.0, 0.5]))
+    with pytest.raises(ValueError, match="weights"):
+        field.weights
+    with torch.no_grad():
+        w.copy_(torch.tensor([0.5, 0.5]))
+
+    ts = np.linspace(1.0, 0.1, 5)
+    xt = torch.from_numpy(xn)
+    with pytest.raises(ValueError, match="weights that require grad"):
+        sample_ode(field, xt, ts, VP())
+    with pytest.raises(ValueError, match="weights that require grad"):
+        log_likelihood(field, xt, VP(), 1.0, divergence="autograd")
+    plain = weighted([p, q], [0.5, 0.5])
+    a = sample_euler_maruyama(field, xn, ts, VP(), seed=3, disable=True).x
+    b = sample_euler_maruyama(plain, xn, ts, VP(), seed=3, disable=True).x
+    assert np.array_equal(a, b)  # the same compiled route and streams

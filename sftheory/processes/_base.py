@@ -62,7 +62,7 @@ def _check_time_values(a, name: str) -> None:
     arr = np.asarray(a)
     if arr.dtype.kind == "b" or arr.dtype.kind not in "fiu":
         raise ValueError(f"{name} must be real times, got dtype {arr.dtype}")
-    if arr.size and not (np.all(np.isfinite(arr)) and arr.min() >= 0):
+    if arr.size and not (arr.min() >= 0 and arr.max() < math.inf):  # NaN fails both
         bad = "NaN or infinite values" if not np.all(np.isfinite(arr)) else \
             f"negative values (min {arr.min()})"
         raise ValueError(f"{name} must be finite times >= 0, got {bad}")
@@ -83,14 +83,17 @@ def _torch_times(fn):
     @functools.wraps(fn)
     def wrapper(self, *args, **kwargs):
         like = next((a for a in (*args, *kwargs.values()) if is_torch(a)), None)
-        if like is None:
-            for name, a in (*zip(names, args), *kwargs.items()):
-                _check_time_values(a, name)
-            return fn(self, *args, **kwargs)
-        args = [_torch_time_to_numpy(a, n) if is_torch(a) else a for n, a in zip(names, args)]
-        kwargs = {k: _torch_time_to_numpy(a, k) if is_torch(a) else a for k, a in kwargs.items()}
-        for name, a in (*zip(names, args), *kwargs.items()):
+        if like is not None:
+            args = [_torch_time_to_numpy(a, n) if is_torch(a) else a for n, a in zip(names, args)]
+            kwargs = {k: _torch_time_to_numpy(a, k) if is_torch(a) and k in names else a
+                      for k, a in kwargs.items()}
+        for name, a in zip(names, args):
             _check_time_values(a, name)
+        for name, a in kwargs.items():
+            if name in names:  # the times, not a subclass's other options
+                _check_time_values(a, name)
+        if like is None:
+            return fn(self, *args, **kwargs)
         out = fn(self, *args, **kwargs)
         import torch
 

@@ -36,7 +36,7 @@ from ..backend import get_backend
 from .._refs import source
 from .._validation import check_seed, is_torch
 from ..fields import (CallableField, PerturbedField, ScaledField, ScoreField, WeightedField,
-                      as_field)
+                      as_field, has_differentiable_weights)
 from ..processes import LinearSDE
 from . import _fused
 from .brownian import BrownianPath, IndexedNoise
@@ -391,6 +391,10 @@ def _ode(score, x, ts, process, *, h=0.0, seed=None, noise=None, callback=None, 
                          "host, which cannot carry x's autograd graph: pass x.detach(), or use "
                          "sample_euler_maruyama / sample_exponential (differentiable on torch)")
     field_, grid, x, nx, kind, save = _prepare(score, x, ts, process, save_at)
+    if has_differentiable_weights(field_):
+        raise ValueError("score has weights that require grad, but sample_ode integrates with "
+                         "scipy's solve_ivp on the host, which cannot carry their graph: detach "
+                         "the weights, or use sample_euler_maruyama / sample_exponential")
     for name, v in (("rtol", rtol), ("atol", atol)):
         if not (isinstance(v, numbers.Real) and math.isfinite(v) and v > 0):
             raise ValueError(f"{name} must be a finite number > 0, got {v!r}")

@@ -28,7 +28,8 @@ import numpy as np
 
 from .._validation import check_seed
 from ..backend import kernel_impl
-from ..fields import CallableField, PerturbedField, ScaledField, WeightedField
+from ..fields import (CallableField, PerturbedField, ScaledField, WeightedField,
+                      has_differentiable_weights)
 
 MAX_NOISE_BYTES = 256 * 2**20
 #: On CUDA, the torch route compiles its step (torch.compile) from this many particle-steps on.
@@ -57,8 +58,6 @@ def exact_form(field):
     if isinstance(field, PerturbedField):
         parts = [(1.0, exact_form(field.base)), (field.eps, exact_form(field.error))]
     elif isinstance(field, WeightedField):
-        if field._weights_t is not None:  # differentiable weights: the loop keeps the graph
-            return None
         parts = [(float(w), exact_form(f)) for w, f in zip(field.weights, field.fields)]
     else:
         return None
@@ -105,6 +104,8 @@ def torch_eligible(field, x, nx, noise, callback) -> tuple | None:
 
     if not nx.is_torch or callback is not None or not (noise is None or
                                                          isinstance(noise, IndexedNoise)):
+        return None
+    if has_differentiable_weights(field):  # the Python loop keeps the weights' graph
         return None
     form = exact_form(field)
     if form is None or form[0].dim != x.shape[1] or is_empirical(form[0]):
