@@ -77,8 +77,27 @@ def check_times(t, n: int, name: str = "t", *, strictly_positive: bool = False):
     return check_time(t, name, strictly_positive=strictly_positive)
 
 
+def scalar_of(value, name: str):
+    """A 0-d torch tensor (not requiring grad) or 0-d real numpy array as a Python float; any
+    other value unchanged (for the checks that follow). A scalar argument may be given as a
+    0-d tensor, as times may."""
+    if is_torch(value):
+        import torch
+
+        if value.ndim != 0 or value.is_complex() or value.dtype == torch.bool:
+            return value  # refused by the check that follows
+        if value.requires_grad:
+            raise ValueError(f"{name} requires grad: sftheory does not differentiate with respect "
+                             f"to {name}; pass {name}.detach()")
+        return float(value.detach().cpu())
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
+        return float(value)
+    return value
+
+
 def check_real(value, name: str) -> float:
-    """A finite real number (not a bool, not None), as float."""
+    """A finite real number (not a bool, not None; a 0-d array or tensor is one), as float."""
+    value = scalar_of(value, name)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         if not (isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu"):
             raise ValueError(f"{name} must be a real number, got {value!r}")
@@ -89,6 +108,7 @@ def check_real(value, name: str) -> float:
 
 
 def check_positive(value, name: str) -> float:
+    value = scalar_of(value, name)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.ndarray)) \
             or (isinstance(value, np.ndarray) and (value.ndim != 0 or value.dtype.kind not in "fiu")):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")

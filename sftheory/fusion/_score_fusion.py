@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._refs import source
-from .._validation import as_float_array, check_seed, is_torch
+from .._validation import as_float_array, check_seed, is_torch, scalar_of
 from ..backend import get_backend
 from ..fields import ScoreField, as_field, weighted
 from ..models import Law
@@ -496,6 +496,7 @@ def _check_horizon(process, T_tilde, T=None) -> float:
     """T~ as a float: finite, > 0, below T when given, and inside the process's time domain."""
     if not isinstance(process, LinearSDE):
         raise ValueError(f"process must be a sftheory.processes process, got {process!r}")
+    T_tilde, T = scalar_of(T_tilde, "T_tilde"), scalar_of(T, "T")
     if isinstance(T_tilde, (bool, np.bool_)) or not isinstance(T_tilde, numbers.Real) \
             or not math.isfinite(float(T_tilde)) or float(T_tilde) <= 0:
         raise ValueError(f"T_tilde must be a finite number > 0, got {T_tilde!r}")

@@ -34,7 +34,7 @@ import numpy as np
 from .._points import prepare_points
 from ..backend import get_backend
 from .._refs import source
-from .._validation import check_seed, is_torch
+from .._validation import check_seed, is_torch, scalar_of
 from ..fields import (CallableField, PerturbedField, ScaledField, ScoreField, WeightedField,
                       as_field, has_differentiable_weights)
 from ..processes import LinearSDE
@@ -79,6 +79,7 @@ def h_values(h, process: LinearSDE, t: np.ndarray) -> np.ndarray:
     """h at forward times t: None means h = g (the reverse SDE); a number >= 0; or a callable
     h(t) of forward time returning numbers >= 0."""
     t = np.asarray(t, dtype=np.float64)
+    h = scalar_of(h, "h")
     if h is None:
         return np.asarray(process.diffusion(t), dtype=np.float64) * np.ones_like(t)
     if callable(h):
@@ -435,17 +436,36 @@ sample_ode = _Integrator(_ode, "sample_ode", 5.0, 5.0)  # DOP853 is order 8; the
 
 
 def initial_points(n: int, process: LinearSDE, T: float, *, law=None, dim: int | None = None,
-                   prior=None, seed=None):
+                   prior=None, seed=None, device=None, dtype=None):
     """Start points at forward time T: draws of the exact p_T of ``law`` (``law.marginal(process,
     T)``), of a given ``prior`` (anything with ``sample(n, seed=)``), or of the stationary Gaussian
-    N(0, I / (2 kappa)) in dimension ``dim`` (the usual practical choice)."""
+    N(0, I / (2 kappa)) in dimension ``dim`` (the usual practical choice).
+
+    numpy float64 (n, d) by default; with ``device`` and/or ``dtype`` (torch.float32 or
+    torch.float64) a torch tensor there: the same draws (made on the host from ``seed``, then
+    one copy), so a numpy and a torch run start from the same points."""
     from ..models import stationary_law
 
     rng = check_seed(seed)
     if sum(a is not None for a in (law, prior, dim)) != 1:
         raise ValueError("give exactly one of law (exact p_T), prior, or dim (stationary Gaussian)")
+    want_torch = device is not None or dtype is not None
+    if want_torch:
+        import torch
+
+        dtype = torch.float64 if dtype is None else dtype
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+        try:
+            device = torch.device("cpu" if device is None else device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"device must be a torch device, got {device!r} ({exc})") from None
     if law is not None:
-        return law.marginal(process, T).sample(n, seed=rng)
-    if prior is not None:
-        return prior.sample(n, seed=rng)
-    return stationary_law(process, dim).sample(n, seed=rng)
+        x = law.marginal(process, T).sample(n, seed=rng)
+    elif prior is not None:
+        x = prior.sample(n, seed=rng)
+    else:
+        x = stationary_law(process, dim).sample(n, seed=rng)
+    if want_torch:
+        return torch.as_tensor(np.asarray(x, dtype=np.float64)).to(device=device, dtype=dtype)
+    return x

@@ -318,3 +318,46 @@ def test_host_solvers_refuse_points_that_require_grad():
         log_likelihood(MIX.path(proc), x, proc, 1.0, divergence="autograd")
     res = sample_ode(MIX.path(proc), x.detach(), np.linspace(1.0, 0.1, 5), proc)
     assert torch.is_tensor(res.x) and torch.all(torch.isfinite(res.x))
+
+
+def test_initial_points_on_a_device_are_the_numpy_draws():
+    """initial_points(..., device=, dtype=) returns the numpy draws of the same seed as a tensor
+    (float64: bit for bit; float32: rounded once), and refuses other dtypes and bad devices."""
+    from sftheory.samplers import initial_points
+
+    a = initial_points(50, VP(), 1.0, law=MIX, seed=4)
+    b = initial_points(50, VP(), 1.0, law=MIX, seed=4, device="cpu")
+    c = initial_points(50, VP(), 1.0, law=MIX, seed=4, dtype=torch.float32)
+    assert torch.is_tensor(b) and b.dtype == torch.float64 and np.array_equal(b.numpy(), a)
+    assert c.dtype == torch.float32 and torch.equal(c, torch.from_numpy(a).float())
+    with pytest.raises(ValueError, match="dtype"):
+        initial_points(5, VP(), 1.0, dim=2, dtype=torch.float16)
+    with pytest.raises(ValueError, match="device"):
+        initial_points(5, VP(), 1.0, dim=2, device="no-such-device")
+
+
+def test_scalar_arguments_may_be_0d_tensors():
+    """h, eps, factor, T_tilde accept 0-d tensors as t does (same results as the floats); a
+    tensor that requires grad, a 1-element array and a bool tensor are refused by name."""
+    from sftheory.fusion import score_fusion
+
+    proc = VP()
+    path = MIX.path(proc)
+    x0 = torch.from_numpy(initial_points(20, proc, 1.0, law=MIX, seed=1))
+    ts = np.linspace(1.0, 0.1, 6)
+    a = sample_euler_maruyama(path, x0, ts, proc, h=0.5, seed=0, disable=True).x
+    b = sample_euler_maruyama(path, x0, ts, proc, h=torch.tensor(0.5), seed=0, disable=True).x
+    assert torch.equal(a, b)
+    assert perturbed(path, path, torch.tensor(0.25, dtype=torch.float64)).eps == 0.25
+    assert scaled(path, torch.tensor(0.5)).factor == 0.5
+    tgt = np.random.default_rng(0).standard_normal((40, 2))
+    kw = dict(n_mc=200, n_boot=0, seed=0)
+    ra = score_fusion([Gaussian([0, 0], np.eye(2)), MIX], tgt, proc, 0.5, **kw)
+    rb = score_fusion([Gaussian([0, 0], np.eye(2)), MIX], tgt, proc, torch.tensor(0.5), **kw)
+    assert np.array_equal(ra.gram, rb.gram)
+    with pytest.raises(ValueError, match="eps requires grad"):
+        perturbed(path, path, torch.tensor(0.1, requires_grad=True))
+    with pytest.raises(ValueError, match="eps must be a real number"):
+        perturbed(path, path, torch.tensor([0.1]))
+    with pytest.raises(ValueError, match="h must be"):
+        sample_euler_maruyama(path, x0, ts, proc, h=torch.tensor(True), disable=True)
