@@ -255,6 +255,21 @@ def test_assert_fokker_planck_fails_on_wrong_dynamics():
         assert_fokker_planck(WrongMarginal(g, OU(a=0.5 * (1 + 1e-3))), OU(), 0.4, x)
 
 
+def test_assert_fokker_planck_on_wide_laws_with_large_g2():
+    """VE(sigma=2) at t = 5 (v ~ 740, g^2 ~ 1400): with a fixed x-step of 1e-4 the rounding of
+    the second differences alone gave a residual of 1e-4, above the tolerance (found by the
+    getting-started example's hypothesis run); with the step relative to sqrt(v) it passes, and
+    a process 0.1 % off (VE(sigma) with sigma 0.1 % larger) is still caught."""
+    from sftheory.models import GaussianMixture
+
+    mix = GaussianMixture([1.0], [[0.3, -0.5]], [0.7])
+    x = np.array([[0.22217911, -9.02049255], [1.0, 2.0], [30.0, -20.0]])
+    assert_fokker_planck(mix, VE(sigma=2.0), 5.0, x)
+    with pytest.raises(AssertionError, match="Fokker-Planck"):
+        assert_fokker_planck(WrongMarginal(mix, VE(sigma=2.0 * (1 + 1e-3))), VE(sigma=2.0), 5.0,
+                             x)
+
+
 def test_assert_moments_match_passes_and_fails():
     rng = np.random.default_rng(1)
     cov = np.array([[1.0, 0.5], [0.5, 2.0]])

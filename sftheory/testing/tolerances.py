@@ -34,7 +34,8 @@ SCORE_FD = Tolerance(
 FOKKER_PLANCK = Tolerance(
     "FOKKER_PLANCK", 1e-5, 1e-6,
     "Fokker-Planck residual from second-order finite differences of logpdf in t and x (steps "
-    "~1e-4): truncation ~1e-8 and rounding eps/h^2 ~ 1e-8 times the size of the terms")
+    "1e-4 t and 1e-4 max(1, sqrt(v(t))), the length scale of p_t): truncation ~1e-8 and "
+    "rounding eps/h^2 ~ 1e-8 times the size of the terms")
 QUADRATURE = Tolerance(
     "QUADRATURE", 1e-8, 1e-10,
     "an integral by adaptive (scipy quad) or refined Gauss-Legendre quadrature vs its closed "
