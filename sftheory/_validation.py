@@ -97,10 +97,9 @@ def scalar_of(value, name: str):
 
 def check_real(value, name: str) -> float:
     """A finite real number (not a bool, not None; a 0-d array or tensor is one), as float."""
-    value = scalar_of(value, name)
+    value = scalar_of(value, name)  # 0-d arrays and tensors become floats
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        if not (isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu"):
-            raise ValueError(f"{name} must be a real number, got {value!r}")
+        raise ValueError(f"{name} must be a real number, got {value!r}")
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
@@ -108,9 +107,8 @@ def check_real(value, name: str) -> float:
 
 
 def check_positive(value, name: str) -> float:
-    value = scalar_of(value, name)
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.ndarray)) \
-            or (isinstance(value, np.ndarray) and (value.ndim != 0 or value.dtype.kind not in "fiu")):
+    value = scalar_of(value, name)  # 0-d arrays and tensors become floats
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     value = float(value)
     if not math.isfinite(value) or value <= 0:

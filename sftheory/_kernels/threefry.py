@@ -121,16 +121,16 @@ def indexed_normals_steps(seed: int, rows, step0: int, n_steps: int, d: int) -> 
     return out
 
 
-def indexed_bits53(seed: int, rows, step: int):
-    """The 53-bit integers (n,) int64 of counters (rows, step): one Threefry block per row, in
-    ``rows``' backend and device (random sort keys: a permutation is their argsort)."""
+def indexed_bits53(seed: int, rows, step):
+    """The 53-bit integers int64 of counters (rows, step) (broadcast together): one Threefry block
+    each, in ``rows``' backend and device (random sort keys: a permutation is their argsort)."""
     k0, k1 = _key(seed)
     w0, w1 = threefry2x32(k0, k1, rows, step)
     return _uniform53(w0, w1)
 
 
-def indexed_uniforms(seed: int, rows, step: int):
-    """Uniforms (n,) float64 in (0, 1) (never 0 or 1) of counters (rows, step):
+def indexed_uniforms(seed: int, rows, step):
+    """Uniforms float64 in (0, 1) (never 0 or 1) of counters (rows, step) (broadcast together):
     :func:`_unit` of :func:`indexed_bits53`, in ``rows``' backend and device."""
     return _unit(_float64(indexed_bits53(seed, rows, step)))
 
@@ -156,12 +156,10 @@ def _normals_xp(seed: int, rows, step, d: int):
     the independent reference of the compiled kernel in the tests)."""
     xp = _namespace(rows)
     pairs = (d + 1) // 2
-    k0, k1 = _key(seed)
     c0 = rows.reshape(-1, 1)                                     # (n, 1)
     lane = particle_rows(0, 2 * pairs, rows)                     # (2P,): pair p, uniform r
     c1 = (step * (2 * pairs) + lane).reshape(1, -1)              # (1, 2P)
-    w0, w1 = threefry2x32(k0, k1, c0, c1)                        # (n, 2P) each
-    u = _unit(_float64(_uniform53(w0, w1)))                      # (n, 2P) in (0, 1)
+    u = indexed_uniforms(seed, c0, c1)                           # (n, 2P) in (0, 1)
     u1, u2 = u[:, 0::2], u[:, 1::2]                              # (n, P) each
     rad = xp.sqrt(-2.0 * xp.log(u1))
     ang = TWO_PI * u2

@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._refs import source
-from .._validation import as_float_array, check_seed, is_torch, scalar_of
+from .._validation import as_float_array, check_positive, check_seed, is_torch
 from ..backend import get_backend
 from ..fields import ScoreField, as_field, weighted
 from ..models import Law
@@ -392,6 +392,15 @@ class _Draws(_DrawSource):
             n -= take
         return np.concatenate(out)
 
+    name = "generator"
+
+    def bootstrap_indices(self, r: int, n_mc: int, like):
+        """A resample of n_mc draws with replacement from the Generator, on ``like``'s
+        device."""
+        idx = self.rng.integers(0, n_mc, n_mc)
+        return get_backend(like).torch.as_tensor(idx, device=like.device) if is_torch(like) \
+            else idx
+
     def batch(self, n):
         idx = self._indices(n)
         u = self.rng.random(n)
@@ -410,6 +419,8 @@ class _IndexedDraws(_DrawSource):
     t_j = T~ (1 - u_j) (host), 3 the epoch permutations (epoch e = j // n sorts the n targets by
     the 53-bit keys of counters (i, e), on X's device; draw j takes position j mod n), 4 the
     bootstrap resamples. ``start``: the global index of the first draw (a shard's offset)."""
+
+    name = "indexed"
 
     def __init__(self, X, process, T_tilde, batch_size, gamma, seed: int, start: int = 0):
         from .._kernels.threefry import substream_seed
@@ -496,16 +507,10 @@ def _check_horizon(process, T_tilde, T=None) -> float:
     """T~ as a float: finite, > 0, below T when given, and inside the process's time domain."""
     if not isinstance(process, LinearSDE):
         raise ValueError(f"process must be a sftheory.processes process, got {process!r}")
-    T_tilde, T = scalar_of(T_tilde, "T_tilde"), scalar_of(T, "T")
-    if isinstance(T_tilde, (bool, np.bool_)) or not isinstance(T_tilde, numbers.Real) \
-            or not math.isfinite(float(T_tilde)) or float(T_tilde) <= 0:
-        raise ValueError(f"T_tilde must be a finite number > 0, got {T_tilde!r}")
-    T_tilde = float(T_tilde)
+    T_tilde = check_positive(T_tilde, "T_tilde")
     if T is not None:
-        if isinstance(T, (bool, np.bool_)) or not isinstance(T, numbers.Real) \
-                or not math.isfinite(float(T)) or float(T) <= 0:
-            raise ValueError(f"T must be None or a finite number > 0, got {T!r}")
-        if not T_tilde < float(T):
+        T = check_positive(T, "T")
+        if not T_tilde < T:
             raise ValueError(f"T_tilde must lie in (0, T): got T_tilde = {T_tilde} >= T = {T}")
     try:
         process.conditional(T_tilde)
@@ -788,14 +793,11 @@ def score_fusion(scores, target_samples, process, T_tilde, *, T=None, method: st
     n_boot = _check_int(n_boot, "n_boot", 0)
     wname, gamma = _weighting(weighting, process)
     if draws == "generator":
-        rng = check_seed(seed)
-        source_ = _Draws(X, process, T_tilde, batch_size, gamma, rng)
+        draws = _Draws(X, process, T_tilde, batch_size, gamma, check_seed(seed))
     elif draws == "indexed":
-        seed = _indexed_seed(seed)
-        source_ = _IndexedDraws(X, process, T_tilde, batch_size, gamma, seed)
+        draws = _IndexedDraws(X, process, T_tilde, batch_size, gamma, _indexed_seed(seed))
     else:
         raise ValueError(f"draws must be 'generator' or 'indexed', got {draws!r}")
-    draws = source_
 
     # Monte Carlo estimate of the quadratic (both methods)
     Gs, bs, cs = [], [], []
@@ -827,18 +829,13 @@ def score_fusion(scores, target_samples, process, T_tilde, *, T=None, method: st
     diag = {"n_target": n, "n_mc": n_mc, "batch_size": batch_size, "k": k, "dim": d,
             "exact_weights": qp.weights, "qp": qp, "tangent_min_eig": qp.tangent_min_eig,
             "identifiable": qp.identifiable, "seconds_estimate": t_fit - t0,
-            "draws": "indexed" if isinstance(draws, _IndexedDraws) else "generator"}
-    if isinstance(draws, _IndexedDraws):
+            "draws": draws.name}
+    if draws.name == "indexed":
         diag["seed"] = draws.seed
     if n_boot:
         reps = np.empty((n_boot, k))
         for r in range(n_boot):
-            if isinstance(draws, _IndexedDraws):
-                idx = draws.bootstrap_indices(r, n_mc, Gj)
-            else:
-                idx = draws.rng.integers(0, n_mc, n_mc)
-                if nx.is_torch:
-                    idx = nx.torch.as_tensor(idx, device=X.device)
+            idx = draws.bootstrap_indices(r, n_mc, Gj)
             Gr, br = _host(Gj[idx].mean(0)), _host(bj[idx].mean(0))
             reps[r] = simplex_qp(0.5 * (Gr + Gr.T), br, psd_rel_tol=psd_tol).weights
         diag["weights_se"] = reps.std(axis=0, ddof=1)

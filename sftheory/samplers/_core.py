@@ -192,6 +192,20 @@ def _torch_score(field, x, t):
     return field._eval(x, t)
 
 
+def refuse_graphs(x, score, name: str, solver: str) -> None:
+    """ValueError when the host-side ODE solvers (scipy's solve_ivp) would silently drop an
+    autograd graph: points ``x`` that require grad, or a score field whose weights do."""
+    if getattr(x, "requires_grad", False):
+        raise ValueError(f"{name} requires grad, but {solver} integrates with scipy's solve_ivp "
+                         f"on the host, which cannot carry {name}'s autograd graph: pass "
+                         f"{name}.detach(), or use sample_euler_maruyama / sample_exponential "
+                         f"(differentiable on torch)")
+    if isinstance(score, ScoreField) and has_differentiable_weights(score):
+        raise ValueError(f"score has weights that require grad, but {solver} integrates with "
+                         f"scipy's solve_ivp on the host, which cannot carry their graph: detach "
+                         f"the weights, or use sample_euler_maruyama / sample_exponential")
+
+
 def _nonfinite(method):
     return FloatingPointError(f"{method}: the final points contain NaN or infinite values "
                               f"(score field or step sizes?)")
@@ -387,15 +401,8 @@ def _ode(score, x, ts, process, *, h=0.0, seed=None, noise=None, callback=None, 
         raise ValueError(f"sample_ode integrates the probability-flow ODE: h must be 0, got {h!r}")
     if noise is not None:
         raise ValueError("sample_ode is deterministic: noise must be None")
-    if getattr(x, "requires_grad", False):
-        raise ValueError("x requires grad, but sample_ode integrates with scipy's solve_ivp on the "
-                         "host, which cannot carry x's autograd graph: pass x.detach(), or use "
-                         "sample_euler_maruyama / sample_exponential (differentiable on torch)")
+    refuse_graphs(x, score, "x", "sample_ode")
     field_, grid, x, nx, kind, save = _prepare(score, x, ts, process, save_at)
-    if has_differentiable_weights(field_):
-        raise ValueError("score has weights that require grad, but sample_ode integrates with "
-                         "scipy's solve_ivp on the host, which cannot carry their graph: detach "
-                         "the weights, or use sample_euler_maruyama / sample_exponential")
     for name, v in (("rtol", rtol), ("atol", atol)):
         if not (isinstance(v, numbers.Real) and math.isfinite(v) and v > 0):
             raise ValueError(f"{name} must be a finite number > 0, got {v!r}")

@@ -45,8 +45,9 @@ import numpy as np
 
 from .._points import prepare_points
 from .._validation import check_seed, is_torch
-from ..fields import ScoreField, as_field, has_differentiable_weights
+from ..fields import ScoreField, as_field
 from ..processes import LinearSDE
+from ._core import refuse_graphs
 
 #: relative finite-difference step: delta = FD_STEP * (1 + max_j |x_j|) per point. The central
 #: difference errs by O(delta^2 |s'''|) + O(eps_machine |s| / delta), ~1e-9 for O(1) scores.
@@ -126,13 +127,7 @@ def log_likelihood(score, x0, process, T, *, prior=None, divergence: str = "exac
     if divergence not in ("exact", "hutchinson", "autograd"):
         raise ValueError(f"divergence must be 'exact', 'hutchinson' or 'autograd', got "
                          f"{divergence!r}")
-    if getattr(x0, "requires_grad", False):
-        raise ValueError("x0 requires grad, but the ODE is integrated by scipy's solve_ivp on the "
-                         "host, which cannot carry x0's autograd graph: pass x0.detach()")
-    if has_differentiable_weights(field_):
-        raise ValueError("score has weights that require grad, but the ODE is integrated by "
-                         "scipy's solve_ivp on the host, which cannot carry their graph: detach "
-                         "the weights")
+    refuse_graphs(x0, field_, "x0", "log_likelihood")
     if divergence == "autograd" and like is None:
         raise ValueError("divergence='autograd' differentiates the field on torch tensors: pass "
                          "x0 as a torch tensor (or use 'exact' / 'hutchinson')")
